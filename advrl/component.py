@@ -1,0 +1,179 @@
+"""The base class of every registered component, and the helpers that declare its config.
+
+A component is an ``nn.Module`` with
+
+* a ``Config`` dataclass: every knob with its type, default and a one-line help
+  (``option(...)``); fields made with ``slot(...)`` name another component of the recipe
+  (e.g. the critic a constraint evaluates);
+* ``reads`` / ``writes``: the batch keys (TensorDict keys, ``"next.observation"`` for
+  nested ones) that :meth:`compute` reads and writes. ``{field}`` in a key is replaced by
+  that config field, so a selector's output key can be renamed from the recipe;
+* :meth:`compute`, for components that take part in an update: it reads the step's batch
+  and returns new keys; keys starting with ``loss_`` are objectives to minimise, the rest
+  are diagnostics or inputs of later terms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar, Mapping
+
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Shapes of the data a component is built for."""
+
+    obs_dim: int
+    action_dim: int
+    max_action: float = 1.0
+
+
+def option(default: Any = MISSING, help: str = "") -> Any:  # noqa: A002 - mirrors argparse
+    """A documented config field; list/dict defaults are copied per instance."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+def slot(kind: str, default: str | None, help: str = "", needs: tuple[str, ...] = ()) -> Any:  # noqa: A002
+    """A config field naming another component of the recipe (a slot under ``components``).
+
+    ``needs`` lists methods the referenced component must have (e.g. ``log_prob``), so a
+    mismatch is reported when the recipe is built rather than deep in a training step.
+    """
+    return field(default=default, metadata={"help": help, "slot": kind, "needs": needs})
+
+
+def tdkey(key: str) -> str | tuple[str, ...]:
+    """``"next.observation"`` -> ``("next", "observation")``; plain names stay strings."""
+    parts = tuple(key.split("."))
+    return parts if len(parts) > 1 else key
+
+
+class Component(nn.Module):
+    """Base of all components; subclasses set ``Config``, ``reads``, ``writes``."""
+
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+
+    @dataclass
+    class Config:
+        pass
+
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: Any, spec: DataSpec):
+        super().__init__()
+        self.config = config
+        self.spec = spec
+        self._slots: dict[str, Component] = {}
+
+    # ---- declared keys ---------------------------------------------------------------
+    @classmethod
+    def _resolve(cls, templates: tuple[str, ...], config: Any) -> list[str]:
+        values = dataclasses.asdict(config) if config is not None else {}
+        resolved = []
+        for template in templates:
+            key = template.format(**values)
+            if key and key != "None":  # an optional key switched off in the config
+                resolved.append(key)
+        return resolved
+
+    def read_keys(self) -> list[str]:
+        return self._resolve(self.reads, self.config)
+
+    def write_keys(self) -> list[str]:
+        return self._resolve(self.writes, self.config)
+
+    @classmethod
+    def default_config(cls) -> Any:
+        try:
+            return cls.Config()
+        except TypeError:  # required fields: describe templates with their names
+            return None
+
+    @classmethod
+    def default_writes(cls) -> list[str]:
+        config = cls.default_config()
+        return cls._resolve(cls.writes, config) if config is not None else list(cls.writes)
+
+    # ---- references to other components ---------------------------------------------
+    @classmethod
+    def slot_fields(cls) -> dict[str, dataclasses.Field]:
+        return {f.name: f for f in fields(cls.Config) if "slot" in f.metadata}
+
+    def bind(self, components: Mapping[str, Component]) -> None:
+        """Resolve slot fields to the recipe's components (kept out of this module's params)."""
+        for field_name, f in self.slot_fields().items():
+            target = getattr(self.config, field_name)
+            if target is None:
+                continue
+            if target not in components:
+                raise KeyError(
+                    f"{self.kind} {self.name!r}: config field {field_name!r} names component slot "
+                    f"{target!r}, which the recipe does not define (slots: {', '.join(components)})."
+                )
+            other = components[target]
+            if other.kind != f.metadata["slot"]:
+                raise TypeError(
+                    f"{self.kind} {self.name!r}: field {field_name!r} must name a {f.metadata['slot']}, "
+                    f"but slot {target!r} is a {other.kind} ({other.name})."
+                )
+            missing = [m for m in f.metadata["needs"] if not hasattr(other, m)]
+            if missing:
+                raise TypeError(
+                    f"{self.kind} {self.name!r} needs its {field_name} ({other.kind} {other.name!r}) "
+                    f"to provide {', '.join(missing)}; choose a {other.kind} that does "
+                    f"(see `advrl components {other.kind}`)."
+                )
+            self._slots[field_name] = other
+
+    def ref(self, field_name: str) -> Component:
+        return self._slots[field_name]
+
+    # ---- taking part in an update ----------------------------------------------------
+    def compute(self, td: TensorDict, step: int) -> dict[str, torch.Tensor]:
+        raise TypeError(
+            f"{self.kind} {self.name!r} computes no batch keys, so it cannot be listed in an "
+            "update's terms; reference it from a term's config instead."
+        )
+
+    @property
+    def is_term(self) -> bool:
+        return type(self).compute is not Component.compute
+
+    def update_targets(self, tau: float) -> None:
+        raise TypeError(f"{self.kind} {self.name!r} has no target network to update.")
+
+
+def describe(cls: type[Component]) -> str:
+    """Human-readable card: doc, config fields with defaults, keys read and written."""
+    lines = [f"{cls.kind} {cls.name!r}  ({cls.__module__}.{cls.__qualname__})", ""]
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    if doc:
+        lines += [doc, ""]
+    lines.append("config fields:")
+    for f in fields(cls.Config):
+        if f.default is not MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "(required)"
+        type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        ref = f" -> {f.metadata['slot']} slot" if "slot" in f.metadata else ""
+        lines.append(f"  {f.name}: {type_name} = {default}{ref}")
+        if f.metadata.get("help"):
+            lines.append(f"      {f.metadata['help']}")
+    config = cls.default_config()
+    reads = cls._resolve(cls.reads, config) if config is not None else list(cls.reads)
+    lines.append(f"reads:  {', '.join(reads) or '-'}")
+    lines.append(f"writes: {', '.join(cls.default_writes()) or '-'}")
+    return "\n".join(lines)

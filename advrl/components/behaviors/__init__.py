@@ -1,0 +1,2 @@
+"""Registered behaviors."""
+

@@ -1,0 +1,3 @@
+"""Registered values."""
+
+from advrl.components.values import expectile  # noqa: F401

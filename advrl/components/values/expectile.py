@@ -1,0 +1,56 @@
+"""IQL state-value net trained by expectile regression (Kostrikov et al. 2022, Eq. 5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from advrl.component import Component, option, slot
+from advrl.nn import mlp
+from advrl.registry import register
+
+
+def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
+    """mean |tau - 1[u < 0]| u^2 with u = Q - V: tau > 0.5 weighs under-estimates more."""
+    weight = torch.where(diff > 0, expectile, 1.0 - expectile)
+    return (weight * diff**2).mean()
+
+
+@register("value", "expectile")
+class ExpectileValue(Component):
+    """V(s) = MLP(s), trained towards the tau-expectile of Q(s, a) over dataset actions.
+
+    The Q values come from the critic's target network reduced by ``q`` (IQL: min of two).
+    Writes ``state_value``: V(s) before this step's update, detached, for advantage estimators,
+    and ``value_target``: the Q(s, a) values V was regressed onto (``advantage: q_minus_v``
+    can read them with ``q_key: value_target`` instead of evaluating the critic again).
+    """
+
+    @dataclass
+    class Config:
+        critic: str = slot("critic", "critic", "critic whose values V tracks")
+        expectile: float = option(0.7, "tau; 0.5 = mean, -> 1 = max over in-data actions (IQL MuJoCo: 0.7)")
+        hidden_sizes: list[int] = option([256, 256], "widths of the hidden layers")
+        activation: str = option("relu", "hidden activation")
+        q: str = option("min", "ensemble reduction of the critic: min, mean or q1")
+        use_target_critic: bool = option(True, "use the critic's target network (IQL) or the online one")
+
+    reads = ("observation", "action")
+    writes = ("loss_value", "state_value", "value_target")
+
+    def __init__(self, config: Config, spec):
+        super().__init__(config, spec)
+        if not 0.0 < config.expectile < 1.0:
+            raise ValueError(f"value expectile: expectile must lie in (0, 1), got {config.expectile}.")
+        self.net = mlp(spec.obs_dim, config.hidden_sizes, 1, config.activation)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).squeeze(-1)
+
+    def compute(self, td, step):
+        cfg = self.config
+        with torch.no_grad():
+            q = self.ref("critic").q(td["observation"], td["action"], reduce=cfg.q, target=cfg.use_target_critic)
+        v = self(td["observation"])
+        return {"loss_value": expectile_loss(q - v, cfg.expectile), "state_value": v.detach(), "value_target": q}

@@ -1,0 +1,214 @@
+"""The generic training loop: sample a batch on the device, run the recipe's updates, log,
+evaluate, checkpoint. It knows no algorithm by name."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from advrl.component import DataSpec
+from advrl.data.dataset import DatasetInfo, ObservationNormalizer, load_offline_data
+from advrl.device import resolve_device
+from advrl.evaluation import evaluate, make_env_factory
+from advrl.learner.assembly import build_components, build_updates
+from advrl.learner.checkpoint import (
+    atomic_torch_save,
+    load_checkpoint,
+    remove_stale_temporaries,
+    restore_rng_state,
+    rng_state,
+)
+from advrl.learner.metrics import MetricsLogger
+from advrl.recipe import RecipeError, apply_overrides, load_recipe, validate
+
+CHECKPOINT = "checkpoints/last.pt"
+RECIPE_FILE = "recipe.yaml"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    steps: int
+    final_score: float | None
+    final_return: float | None
+    evaluations: list[dict] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def default_run_dir(recipe: DictConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    dataset = str(recipe.dataset.id).replace("/", "-")
+    return Path("runs") / str(recipe.name) / dataset / f"seed{recipe.seed}-{stamp}"
+
+
+def info_to_dict(info: DatasetInfo) -> dict:
+    state = dataclasses.asdict(info)
+    spec = info.eval_env_spec
+    state["eval_env_spec"] = spec if spec is None or isinstance(spec, str) else spec.to_json()
+    return state
+
+
+def make_policy(actor, normalizer: ObservationNormalizer, device: torch.device):
+    """numpy observations [N, obs_dim] (or [obs_dim]) -> numpy actions, deterministic."""
+
+    @torch.no_grad()
+    def policy(obs: np.ndarray) -> np.ndarray:
+        tensor = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device)
+        return actor.act(normalizer(tensor)).cpu().numpy()
+
+    return policy
+
+
+class Trainer:
+    def __init__(self, recipe: DictConfig, run_dir: Path, resume: bool = False, progress: bool = True):
+        self.recipe = recipe
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        seed_everything(recipe.seed)
+        self.device = resolve_device(recipe.train.device)
+        self.data = load_offline_data(recipe.dataset, recipe.data, self.device)
+        for key, value in self.data.info.facts().items():
+            recipe.dataset[key] = value
+        OmegaConf.resolve(recipe)
+        self.spec = DataSpec(**self.data.info.facts())
+        seed_everything(recipe.seed)  # component init independent of how the data was built
+        self.components = build_components(recipe, self.spec)
+        for component in self.components.values():
+            component.to(self.device)
+        self.updates, dataset_reads = build_updates(recipe, self.components, self.device)
+        self.data.select(sorted(dataset_reads))
+        if recipe.eval.policy not in self.components or not hasattr(self.components[recipe.eval.policy], "act"):
+            raise RecipeError(f"eval.policy names {recipe.eval.policy!r}, which is not an actor slot of the recipe.")
+        self.actor = self.components[recipe.eval.policy]
+        self.env_factory = make_env_factory(self.data.info, recipe.eval.env) if recipe.eval.episodes > 0 else None
+        self.step = 0
+        self.evaluations: list[dict] = []
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint_path = self.run_dir / CHECKPOINT
+        if resume:
+            remove_stale_temporaries(checkpoint_path.parent)
+            self._load(load_checkpoint(checkpoint_path))
+        elif checkpoint_path.exists():
+            raise RecipeError(f"Run directory {self.run_dir} already holds a run; resume it with --resume or pick another --run-dir.")
+        (self.run_dir / RECIPE_FILE).write_text(OmegaConf.to_yaml(recipe, resolve=True))
+        self.logger = MetricsLogger(self.run_dir, resume_step=self.step if resume else None)
+
+    # ---- checkpoints -----------------------------------------------------------------------
+    def _state(self) -> dict:
+        return {
+            "step": self.step,
+            "components": {name: c.state_dict() for name, c in self.components.items()},
+            "updates": {u.name: u.state_dict() for u in self.updates},
+            "rng": rng_state(),
+            "normalizer": self.data.normalizer.state_dict(),
+            "dataset_info": info_to_dict(self.data.info),
+            "evaluations": self.evaluations,
+        }
+
+    def _load(self, state: dict) -> None:
+        for name, component in self.components.items():
+            component.load_state_dict(state["components"][name])
+        for update in self.updates:
+            update.load_state_dict(state["updates"][update.name])
+        restore_rng_state(state["rng"])
+        self.step = state["step"]
+        self.evaluations = list(state["evaluations"])
+
+    def save(self) -> None:
+        for update in self.updates:
+            update.check_finite()  # never overwrite a good checkpoint with NaN parameters
+        atomic_torch_save(self._state(), self.run_dir / CHECKPOINT)
+
+    # ---- evaluation ------------------------------------------------------------------------
+    def evaluate(self) -> dict:
+        for component in self.components.values():
+            component.eval()
+        policy = make_policy(self.actor, self.data.normalizer, self.device)
+        cfg = self.recipe.eval
+        result = evaluate(
+            policy, self.env_factory, cfg.episodes, self.recipe.seed + cfg.seed_offset, self.data.info, cfg.obs_noise
+        )
+        for component in self.components.values():
+            component.train()
+        return result
+
+    # ---- the loop --------------------------------------------------------------------------
+    def fit(self) -> RunResult:
+        from tqdm.auto import tqdm
+
+        cfg = self.recipe.train
+        total, batch_size, log_every, ckpt_every = cfg.steps, cfg.batch_size, cfg.log_every, cfg.checkpoint_every
+        eval_every = self.recipe.eval.every if self.env_factory is not None else 0
+        step_tensor = torch.zeros((), dtype=torch.long, device=self.device)
+        bar = tqdm(total=total, initial=self.step, disable=not self.progress, dynamic_ncols=True, desc=str(self.recipe.name))
+        last_time, last_step = time.perf_counter(), self.step
+        try:
+            while self.step < total:
+                self.step += 1
+                step = self.step
+                step_tensor.fill_(step)
+                batch = self.data.sample(batch_size)
+                logging = step % log_every == 0 or step == total
+                scalars: dict[str, torch.Tensor] = {}
+                for update in self.updates:
+                    if update.active(step):
+                        out = update.run(batch, step, step_tensor)
+                        if logging:
+                            scalars.update(out)
+                if logging:
+                    for update in self.updates:
+                        update.check_finite()
+                    values = dict(zip(scalars, torch.stack([v.detach().float() for v in scalars.values()]).tolist()))
+                    now = time.perf_counter()
+                    values["steps_per_s"] = (step - last_step) / max(now - last_time, 1e-9)
+                    last_time, last_step = now, step
+                    self.logger.log("train", step, values)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k.startswith("loss_")}, refresh=False)
+                if eval_every and (step % eval_every == 0 or step == total):
+                    result = self.evaluate()
+                    self.evaluations.append({"step": step, **result})
+                    self.logger.log("eval", step, result)
+                    shown = result.get("score_mean", result["return_mean"])
+                    bar.set_postfix_str(f"eval {'score' if 'score_mean' in result else 'return'} {shown:.1f}", refresh=False)
+                    last_time = time.perf_counter()  # keep evaluation out of steps/s
+                if step % ckpt_every == 0 or step == total:
+                    self.save()
+                bar.update(1)
+        finally:
+            bar.close()
+            self.logger.close()
+        final = self.evaluations[-1] if self.evaluations else {}
+        return RunResult(self.run_dir, self.step, final.get("score_mean"), final.get("return_mean"), list(self.evaluations))
+
+
+def train(recipe, overrides=(), run_dir: str | Path | None = None, progress: bool = True) -> RunResult:
+    """Train a recipe (a path or a loaded DictConfig) and return the run's result."""
+    if not isinstance(recipe, DictConfig):
+        recipe = load_recipe(recipe, overrides)
+    elif overrides:
+        recipe = validate(apply_overrides(recipe, list(overrides)))
+    recipe = recipe.copy()
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(recipe)
+    return Trainer(recipe, run_dir, resume=False, progress=progress).fit()
+
+
+def resume(run_dir: str | Path, progress: bool = True) -> RunResult:
+    """Continue an interrupted run from its last checkpoint, with the recipe it saved."""
+    run_dir = Path(run_dir)
+    recipe_path = run_dir / RECIPE_FILE
+    if not recipe_path.is_file():
+        raise RecipeError(f"{run_dir} is not an advrl run directory (no {RECIPE_FILE}).")
+    recipe = load_recipe(recipe_path)
+    return Trainer(recipe, run_dir, resume=True, progress=progress).fit()

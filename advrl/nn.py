@@ -1,0 +1,100 @@
+"""Network building blocks shared by components: MLPs, batched ensembles, target copies."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}
+
+
+def activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"Unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}.")
+    return ACTIVATIONS[name]()
+
+
+def mlp(in_dim: int, hidden_sizes: list[int], out_dim: int, act: str = "relu", layer_norm: bool = False) -> nn.Sequential:
+    """Linear -> [LayerNorm] -> activation per hidden layer, then a linear output layer."""
+    layers: list[nn.Module] = []
+    for width in hidden_sizes:
+        layers.append(nn.Linear(in_dim, width))
+        if layer_norm:
+            layers.append(nn.LayerNorm(width))
+        layers.append(activation(act))
+        in_dim = width
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class EnsembleLinear(nn.Module):
+    """``E`` independent linear layers applied in one batched matmul: [E, B, in] -> [E, B, out].
+
+    Each member is initialised like ``nn.Linear`` so an ensemble of one equals a plain MLP
+    in distribution.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, ensemble_size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(ensemble_size, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(ensemble_size, 1, out_dim))
+        bound = 1.0 / math.sqrt(in_dim)
+        for member in range(ensemble_size):
+            # nn.Linear's default: kaiming_uniform(a=sqrt(5)) == U(-1/sqrt(in), 1/sqrt(in))
+            nn.init.uniform_(self.weight[member], -bound, bound)
+            nn.init.uniform_(self.bias[member], -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over features with separate affine parameters per ensemble member."""
+
+    def __init__(self, width: int, ensemble_size: int):
+        super().__init__()
+        self.width = width
+        self.weight = nn.Parameter(torch.ones(ensemble_size, 1, width))
+        self.bias = nn.Parameter(torch.zeros(ensemble_size, 1, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.layer_norm(x, (self.width,)) * self.weight + self.bias
+
+
+def ensemble_mlp(
+    in_dim: int, hidden_sizes: list[int], out_dim: int, ensemble_size: int, act: str = "relu", layer_norm: bool = False
+) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in hidden_sizes:
+        layers.append(EnsembleLinear(in_dim, width, ensemble_size))
+        if layer_norm:
+            layers.append(EnsembleLayerNorm(width, ensemble_size))
+        layers.append(activation(act))
+        in_dim = width
+    layers.append(EnsembleLinear(in_dim, out_dim, ensemble_size))
+    return nn.Sequential(*layers)
+
+
+class TargetCopy(nn.Module):
+    """A frozen copy of ``source`` that follows it by Polyak averaging.
+
+    Registered as a submodule by its owner, so it is saved in ``state_dict``; its parameters
+    do not require grad, so optimisers built from ``requires_grad`` parameters skip it.
+    """
+
+    def __init__(self, source: nn.Module):
+        super().__init__()
+        self.module = copy.deepcopy(source).requires_grad_(False)
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    @torch.no_grad()
+    def soft_update(self, source: nn.Module, tau: float) -> None:
+        """target <- (1 - tau) * target + tau * source, in one fused kernel per dtype."""
+        targets = [p.data for p in self.module.parameters()]
+        sources = [p.data for p in source.parameters()]
+        torch._foreach_lerp_(targets, sources, tau)

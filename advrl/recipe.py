@@ -1,0 +1,292 @@
+"""YAML recipes: loading (``extends``, dotlist overrides), the shared schema, and validation.
+
+A recipe names the dataset, the training budget, the components (one per slot) and the
+updates (which terms train which slot's parameters, on which schedule). Errors name the
+recipe path of the offending key and the keys that are allowed there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from advrl import registry
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be loaded or does not validate; the message names the path."""
+
+
+# ---- the shared schema ---------------------------------------------------------------------
+@dataclass
+class DatasetConfig:
+    id: str = MISSING  # Minari id: remote (mujoco/hopper/medium-v0) or local (advrl/hopper/random-v0)
+    download: bool = False  # fetch a remote id that is not in MINARI_DATASETS_PATH
+    # Facts of the loaded dataset, filled in by advrl so recipes can interpolate them
+    # (e.g. ${dataset.action_dim}); values given here are overwritten.
+    obs_dim: Optional[int] = None
+    action_dim: Optional[int] = None
+    max_action: Optional[float] = None
+
+
+@dataclass
+class DataConfig:
+    normalize_observations: bool = True  # standardise with dataset mean/std (+1e-3), same at evaluation
+    reward_scale: float = 1.0  # r <- scale * r + shift
+    reward_shift: float = 0.0
+    reward_normalization: str = "none"  # 'none' | 'returns' (IQL: r * 1000 / (max return - min return))
+    action_clip: Optional[float] = None  # clip dataset actions to +-(max_action - action_clip) (CQL: 1e-4)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1_000_000  # gradient steps
+    batch_size: int = 256
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    log_every: int = 1000  # steps between metric logs (the only host syncs of the loop)
+    checkpoint_every: int = 10_000
+
+
+@dataclass
+class EvalConfig:
+    every: int = 5000  # gradient steps between evaluations; 0 disables periodic evaluation
+    episodes: int = 10
+    seed_offset: int = 100  # evaluation env seed = seed + seed_offset (A2PR, SSAR)
+    obs_noise: float = 0.0  # std of Gaussian noise added to raw observations
+    env: Optional[str] = None  # Gymnasium id; null: the dataset's eval_env_spec
+    policy: str = "actor"  # component slot whose act() is evaluated
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adam"  # adam | adamw
+    lr: float = 3e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    losses: Optional[list[str]] = None  # loss_* keys training this slot; null: all losses of the update
+    clip_grad_norm: Optional[float] = None
+    lr_schedule: Optional[dict[str, Any]] = None  # a schedule component ({name: cosine, ...}) multiplying lr
+
+
+@dataclass
+class UpdateConfig:
+    terms: list[str] = MISSING  # component slots computed in order; each may read what earlier ones wrote
+    optimize: dict[str, OptimizerConfig] = MISSING  # slot -> optimiser of its parameters
+    every: int = 1  # run at steps where step % every == 0 (steps count from 1)
+    start: int = 0  # run only at steps > start
+    stop: Optional[int] = None  # run only at steps <= stop
+    update_targets: list[str] = field(default_factory=list)  # slots whose target nets follow (Polyak)
+    tau: float = 0.005
+
+
+@dataclass
+class RecipeSchema:
+    name: str = "recipe"
+    seed: int = 0
+    imports: list[str] = field(default_factory=list)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    components: dict[str, Any] = field(default_factory=dict)
+    updates: dict[str, UpdateConfig] = field(default_factory=dict)
+
+
+# ---- loading -------------------------------------------------------------------------------
+def _read_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        raise RecipeError(f"Recipe file {str(path)!r} does not exist.")
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as err:  # yaml syntax errors come in many types
+        raise RecipeError(f"Recipe {str(path)!r} is not valid YAML: {err}") from err
+    if not isinstance(cfg, DictConfig):
+        raise RecipeError(f"Recipe {str(path)!r} must be a mapping at the top level.")
+    return cfg
+
+
+def _merge_components(base: DictConfig, override: DictConfig) -> DictConfig:
+    """Merge two ``components`` mappings; a slot whose ``name`` changes starts afresh, so that
+    swapping a component does not carry the old component's fields over."""
+    merged = OmegaConf.create(OmegaConf.to_container(base, resolve=False))
+    for slot_name, entry in override.items():
+        old = merged.get(slot_name)
+        swap = (
+            isinstance(entry, DictConfig)
+            and isinstance(old, DictConfig)
+            and "name" in entry
+            and entry.get("name") != old.get("name")
+        )
+        if old is None or swap or not isinstance(entry, DictConfig):
+            merged[slot_name] = entry
+        else:
+            merged[slot_name] = OmegaConf.merge(old, entry)
+    return merged
+
+
+def _merge(base: DictConfig, override: DictConfig) -> DictConfig:
+    components = _merge_components(base.get("components", OmegaConf.create()), override.get("components", OmegaConf.create()))
+    rest_base = OmegaConf.masked_copy(base, [k for k in base if k != "components"])
+    rest_override = OmegaConf.masked_copy(override, [k for k in override if k != "components"])
+    merged = OmegaConf.merge(rest_base, rest_override)
+    merged.components = components
+    return merged
+
+
+def _load_with_extends(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
+    path = path.resolve()
+    if path in seen:
+        raise RecipeError(f"Recipe {str(path)!r} extends itself through {' -> '.join(str(p) for p in seen)}.")
+    cfg = _read_yaml(path)
+    parents = cfg.pop("extends", None)
+    if parents is None:
+        return cfg
+    parents = [parents] if isinstance(parents, str) else list(parents)
+    merged = OmegaConf.create()
+    for parent in parents:
+        merged = _merge(merged, _load_with_extends(path.parent / parent, seen + (path,)))
+    return _merge(merged, cfg)
+
+
+def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    for item in overrides:
+        if "=" not in item:
+            raise RecipeError(f"Override {item!r} must have the form key=value (e.g. train.steps=1000).")
+    dotlist = OmegaConf.from_dotlist(list(overrides))
+    return _merge(cfg, dotlist)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), dataset_facts: dict | None = None) -> DictConfig:
+    """Load a recipe: ``extends`` chain, then ``key=value`` overrides, then validation.
+
+    ``dataset_facts`` (obs_dim, action_dim, max_action) fills ``dataset.*`` so interpolations
+    such as ``${dataset.action_dim}`` resolve; without it they resolve to null.
+    """
+    cfg = apply_overrides(_load_with_extends(Path(path)), list(overrides))
+    if "name" not in cfg:
+        cfg.name = Path(path).stem
+    cfg = validate(cfg)
+    if dataset_facts:
+        for key, value in dataset_facts.items():
+            cfg.dataset[key] = value
+    return cfg
+
+
+# ---- validation ----------------------------------------------------------------------------
+def _close(key: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(key, allowed, n=2, cutoff=0.6)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _structured_merge(schema: Any, user: Any, where: str) -> DictConfig:
+    """Merge user values into a structured config, turning OmegaConf errors into recipe errors."""
+    base = OmegaConf.structured(schema)
+    allowed = list(base.keys())
+    try:
+        return OmegaConf.merge(base, user)
+    except ConfigKeyError as err:
+        key = str(err.full_key or err.key).split(".")[-1] if getattr(err, "key", None) else "?"
+        path = f"{where}.{err.full_key}" if where else str(err.full_key)
+        raise RecipeError(
+            f"Unknown recipe key {path!r}.{_close(key, allowed)} Allowed keys under {where or 'the top level'}: "
+            f"{', '.join(allowed)}."
+        ) from None
+    except ValidationError as err:
+        path = f"{where}.{err.full_key}" if where else str(err.full_key)
+        raise RecipeError(f"Recipe key {path!r} has the wrong type: {err.msg}.") from None
+
+
+def component_kind(slot_name: str, entry: DictConfig) -> str:
+    kind = entry.get("kind")
+    if kind is None:
+        if slot_name in registry.KINDS:
+            return slot_name
+        raise RecipeError(
+            f"components.{slot_name} needs a 'kind' (one of {', '.join(registry.KINDS)}), "
+            "since the slot name is not itself a kind."
+        )
+    if kind not in registry.KINDS:
+        raise RecipeError(f"components.{slot_name}.kind is {kind!r}.{_close(kind, list(registry.KINDS))} Kinds: {', '.join(registry.KINDS)}.")
+    return kind
+
+
+def component_config(slot_name: str, entry: DictConfig, instantiate: bool = True) -> tuple[type, Any]:
+    """(component class, validated Config instance) for one recipe slot.
+
+    With ``instantiate=False`` interpolations stay unresolved (the dataset facts may not be
+    known yet) and the merged DictConfig is returned instead of a Config instance.
+    """
+    where = f"components.{slot_name}"
+    if not isinstance(entry, DictConfig) or "name" not in entry:
+        raise RecipeError(f"{where} must be a mapping with a 'name' (see `advrl components`).")
+    kind = component_kind(slot_name, entry)
+    try:
+        cls = registry.get(kind, entry.name)
+    except registry.RegistryError as err:
+        raise RecipeError(f"{where}.name: {err}") from None
+    values = OmegaConf.to_container(entry, resolve=instantiate)
+    fields = OmegaConf.create({k: v for k, v in values.items() if k not in ("name", "kind")})
+    allowed = [f.name for f in dataclasses.fields(cls.Config)]
+    for key in fields:
+        if key not in allowed:
+            raise RecipeError(
+                f"Unknown recipe key '{where}.{key}' for {kind} {entry.name!r}.{_close(str(key), allowed)} "
+                f"Allowed keys: {', '.join(allowed) or '(none)'}."
+            )
+    merged = _structured_merge(cls.Config, fields, where)
+    missing = sorted(OmegaConf.missing_keys(merged))
+    if missing:
+        raise RecipeError(f"Recipe is missing required key(s) {', '.join(f'{where}.{m}' for m in missing)} for {kind} {entry.name!r}.")
+    if not instantiate:
+        return cls, merged
+    try:
+        return cls, OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise RecipeError(f"{where}: {err}") from None
+
+
+def validate(cfg: DictConfig) -> DictConfig:
+    """Check the recipe against the schema and every component against its Config."""
+    registry.load_builtins()
+    registry.import_user_modules(list(cfg.get("imports", [])))
+    top = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "updates"])
+    merged = _structured_merge(RecipeSchema, top, "")
+    for name, update in (cfg.get("updates") or {}).items():
+        merged.updates[name] = _structured_merge(UpdateConfig, update, f"updates.{name}")
+        for slot_name, opt in (update.get("optimize") or {}).items():
+            _structured_merge(OptimizerConfig, opt, f"updates.{name}.optimize.{slot_name}")
+    missing = sorted(OmegaConf.missing_keys(merged))
+    if missing:
+        raise RecipeError(f"Recipe is missing required key(s): {', '.join(missing)}.")
+    for slot_name, entry in merged.components.items():
+        component_config(slot_name, entry, instantiate=False)
+    slots = set(merged.components)
+    for name, update in merged.updates.items():
+        for field_name in ("terms", "update_targets"):
+            for ref in update[field_name]:
+                if ref not in slots:
+                    raise RecipeError(
+                        f"updates.{name}.{field_name} names {ref!r}, which is not a slot under components."
+                        f"{_close(ref, sorted(slots))} Slots: {', '.join(sorted(slots))}."
+                    )
+        for ref in update.optimize:
+            if ref not in slots:
+                raise RecipeError(f"updates.{name}.optimize names {ref!r}, which is not a slot under components.{_close(ref, sorted(slots))}")
+    return merged
+
+
+def to_yaml(cfg: DictConfig, resolve: bool = True) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=resolve)
+
+
+def as_container(value: Any) -> Any:
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
