@@ -30,7 +30,7 @@ def make(kind: str, name: str, spec: DataSpec, **config) -> Component:
     return cls(cfg, spec)
 
 
-def components(kind: str | None = None) -> dict[str, list[str]]:
+def list_components(kind: str | None = None) -> dict[str, list[str]]:
     """Registered component names by kind (all kinds, or one)."""
     from advrl import registry
 
@@ -46,7 +46,7 @@ __all__ = [
     "RegistryError",
     "Run",
     "RunResult",
-    "components",
+    "list_components",
     "describe",
     "load_recipe",
     "load_run",

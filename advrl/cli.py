@@ -9,7 +9,6 @@ import sys
 from advrl import registry
 
 
-
 def _expected_errors() -> tuple[type[BaseException], ...]:
     from advrl.data.dataset import DatasetError
     from advrl.learner.checkpoint import CheckpointError
@@ -70,9 +69,9 @@ def cmd_recipe(args) -> int:
 
     recipe = load_recipe(args.recipe, args.overrides)
     try:
-        from advrl.data.dataset import dataset_info, open_minari
-
         import minari
+
+        from advrl.data.dataset import dataset_info, open_minari
 
         if recipe.dataset.id in minari.list_local_datasets():
             for key, value in dataset_info(open_minari(recipe.dataset.id)).facts().items():

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import torch
 from tensordict import TensorDict
@@ -130,7 +131,7 @@ class Component(nn.Module):
             if missing:
                 raise TypeError(
                     f"{self.kind} {self.name!r} needs its {field_name} ({other.kind} {other.name!r}) "
-                    f"to provide {', '.join(missing)}; choose a {other.kind} that does "
+                    f"to provide {', '.join(missing)}; choose another {other.kind} that does "
                     f"(see `advrl components {other.kind}`)."
                 )
             self._slots[field_name] = other

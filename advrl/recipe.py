@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from dataclasses import MISSING as DATACLASS_MISSING
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
@@ -30,9 +31,9 @@ class DatasetConfig:
     download: bool = False  # fetch a remote id that is not in MINARI_DATASETS_PATH
     # Facts of the loaded dataset, filled in by advrl so recipes can interpolate them
     # (e.g. ${dataset.action_dim}); values given here are overwritten.
-    obs_dim: Optional[int] = None
-    action_dim: Optional[int] = None
-    max_action: Optional[float] = None
+    obs_dim: int | None = None
+    action_dim: int | None = None
+    max_action: float | None = None
 
 
 @dataclass
@@ -41,7 +42,7 @@ class DataConfig:
     reward_scale: float = 1.0  # r <- scale * r + shift
     reward_shift: float = 0.0
     reward_normalization: str = "none"  # 'none' | 'returns' (IQL: r * 1000 / (max return - min return))
-    action_clip: Optional[float] = None  # clip dataset actions to +-(max_action - action_clip) (CQL: 1e-4)
+    action_clip: float | None = None  # clip dataset actions to +-(max_action - action_clip) (CQL: 1e-4)
 
 
 @dataclass
@@ -59,7 +60,7 @@ class EvalConfig:
     episodes: int = 10
     seed_offset: int = 100  # evaluation env seed = seed + seed_offset (A2PR, SSAR)
     obs_noise: float = 0.0  # std of Gaussian noise added to raw observations
-    env: Optional[str] = None  # Gymnasium id; null: the dataset's eval_env_spec
+    env: str | None = None  # Gymnasium id; null: the dataset's eval_env_spec
     policy: str = "actor"  # component slot whose act() is evaluated
 
 
@@ -70,9 +71,9 @@ class OptimizerConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     weight_decay: float = 0.0
-    losses: Optional[list[str]] = None  # loss_* keys training this slot; null: all losses of the update
-    clip_grad_norm: Optional[float] = None
-    lr_schedule: Optional[dict[str, Any]] = None  # a schedule component ({name: cosine, ...}) multiplying lr
+    losses: list[str] | None = None  # loss_* keys training this slot; null: all losses of the update
+    clip_grad_norm: float | None = None
+    lr_schedule: dict[str, Any] | None = None  # a schedule component ({name: cosine, ...}) multiplying lr
 
 
 @dataclass
@@ -81,7 +82,7 @@ class UpdateConfig:
     optimize: dict[str, OptimizerConfig] = MISSING  # slot -> optimiser of its parameters
     every: int = 1  # run at steps where step % every == 0 (steps count from 1)
     start: int = 0  # run only at steps > start
-    stop: Optional[int] = None  # run only at steps <= stop
+    stop: int | None = None  # run only at steps <= stop
     update_targets: list[str] = field(default_factory=list)  # slots whose target nets follow (Polyak)
     tau: float = 0.005
 
@@ -188,19 +189,21 @@ def _close(key: str, allowed: list[str]) -> str:
 def _structured_merge(schema: Any, user: Any, where: str) -> DictConfig:
     """Merge user values into a structured config, turning OmegaConf errors into recipe errors."""
     base = OmegaConf.structured(schema)
-    allowed = list(base.keys())
     try:
         return OmegaConf.merge(base, user)
     except ConfigKeyError as err:
-        key = str(err.full_key or err.key).split(".")[-1] if getattr(err, "key", None) else "?"
-        path = f"{where}.{err.full_key}" if where else str(err.full_key)
+        full_key = str(err.full_key)
+        parent, _, key = full_key.rpartition(".")
+        node = OmegaConf.select(base, parent) if parent else base
+        allowed = [str(k) for k in node.keys()] if hasattr(node, "keys") else []
+        path = f"{where}.{full_key}" if where else full_key
+        scope = ".".join(p for p in (where, parent) if p) or "the top level"
         raise RecipeError(
-            f"Unknown recipe key {path!r}.{_close(key, allowed)} Allowed keys under {where or 'the top level'}: "
-            f"{', '.join(allowed)}."
+            f"Unknown recipe key {path!r}.{_close(key, allowed)} Allowed keys under {scope}: {', '.join(allowed)}."
         ) from None
     except ValidationError as err:
         path = f"{where}.{err.full_key}" if where else str(err.full_key)
-        raise RecipeError(f"Recipe key {path!r} has the wrong type: {err.msg}.") from None
+        raise RecipeError(f"Recipe key {path!r} has the wrong type: {str(err.msg).splitlines()[0]}") from None
 
 
 def component_kind(slot_name: str, entry: DictConfig) -> str:
@@ -241,7 +244,8 @@ def component_config(slot_name: str, entry: DictConfig, instantiate: bool = True
                 f"Allowed keys: {', '.join(allowed) or '(none)'}."
             )
     merged = _structured_merge(cls.Config, fields, where)
-    missing = sorted(OmegaConf.missing_keys(merged))
+    required = [f.name for f in dataclasses.fields(cls.Config) if f.default is DATACLASS_MISSING and f.default_factory is DATACLASS_MISSING]
+    missing = [key for key in required if key not in fields or OmegaConf.is_missing(fields, key)]
     if missing:
         raise RecipeError(f"Recipe is missing required key(s) {', '.join(f'{where}.{m}' for m in missing)} for {kind} {entry.name!r}.")
     if not instantiate:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Callable
 from importlib import metadata
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from advrl.component import Component
@@ -107,7 +108,7 @@ def get(kind: str, name: str) -> type[Component]:
         hint = f" Closest: {', '.join(repr(c) for c in close)}." if close else ""
         raise RegistryError(
             f"Unknown {kind} {name!r}.{hint} Registered {kind}s: {', '.join(sorted(table)) or '(none)'}. "
-            f"List all components with `advrl components` (or advrl.components())."
+            f"List all components with `advrl components` (or advrl.list_components())."
         )
     return table[name]
 

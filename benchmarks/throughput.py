@@ -56,7 +56,7 @@ class AdvrlRunner:
         info = DatasetInfo("synthetic", OBS_DIM, ACT_DIM, 1.0, SIZE, 100, None, None, None)
         normalizer = ObservationNormalizer(torch.zeros(OBS_DIM), torch.ones(OBS_DIM))
         self.data = OfflineData(synthetic_transitions(device), info, normalizer)
-        self.components = build_components(recipe, spec)
+        self.components = build_components(recipe, spec, bind=False)
         for component in self.components.values():
             component.to(device)
         self.updates, dataset_reads = build_updates(recipe, self.components, device)

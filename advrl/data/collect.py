@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Callable
+from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np

@@ -69,7 +69,9 @@ def open_minari(dataset_id: str, download: bool = False):
     minari's own download path when ``download`` is true."""
     import minari
 
-    local = dataset_id in minari.list_local_datasets()
+    # a folder that exists counts as local even if minari cannot list it (it may be corrupt:
+    # then loading says so, instead of a misleading "not found")
+    local = os.path.isdir(os.path.join(datasets_root(), dataset_id))
     if not local:
         from advrl.data import catalog
 
@@ -87,13 +89,19 @@ def open_minari(dataset_id: str, download: bool = False):
             except Exception as err:  # network, hub, unknown id: all end here
                 raise DatasetError(f"Could not download Minari dataset {dataset_id!r}: {err}") from err
     try:
-        return minari.load_dataset(dataset_id, download=False)
+        ds = minari.load_dataset(dataset_id, download=False)
+        next(iter(ds.storage.get_episodes([0])))  # minari opens lazily: read one episode to find corruption now
+        return ds
     except Exception as err:
-        path = os.path.join(datasets_root(), dataset_id)
-        raise DatasetError(
-            f"Dataset {dataset_id!r} at {path} exists but cannot be opened ({type(err).__name__}: {err}). "
-            "It may be corrupt or partially written: delete that folder and build or download it again."
-        ) from err
+        raise corrupt_dataset_error(dataset_id, err) from err
+
+
+def corrupt_dataset_error(dataset_id: str, err: Exception) -> DatasetError:
+    path = os.path.join(datasets_root(), dataset_id)
+    return DatasetError(
+        f"Dataset {dataset_id!r} at {path} exists but cannot be read ({type(err).__name__}: {err}). "
+        "It may be corrupt or partially written: delete that folder and build or download it again."
+    )
 
 
 def _box_dim(space, what: str, dataset_id: str) -> int:
@@ -240,7 +248,12 @@ def _unchecked_tensordict(source: dict, batch_size: int, device) -> TensorDict:
 def load_offline_data(dataset_cfg, data_cfg, device: torch.device) -> OfflineData:
     ds = open_minari(dataset_cfg.id, download=dataset_cfg.download)
     info = dataset_info(ds)
-    columns = read_episodes(ds)
+    try:
+        columns = read_episodes(ds)
+    except DatasetError:
+        raise
+    except Exception as err:  # h5py/arrow errors from a damaged file
+        raise corrupt_dataset_error(dataset_cfg.id, err) from err
     normalizer = ObservationNormalizer.fit(columns["observation"], data_cfg.normalize_observations)
     rewards = transform_rewards(columns, data_cfg)
     actions = columns["action"]

@@ -12,7 +12,8 @@ from advrl.learner.update import UpdateStage
 from advrl.recipe import RecipeError, component_config
 
 
-def build_components(recipe: DictConfig, spec: DataSpec) -> dict[str, Component]:
+def build_components(recipe: DictConfig, spec: DataSpec, bind: bool = True) -> dict[str, Component]:
+    """Construct every slot's component; with ``bind``, resolve their references to each other."""
     components: dict[str, Component] = {}
     for slot_name, entry in recipe.components.items():
         cls, config = component_config(slot_name, entry)
@@ -20,12 +21,17 @@ def build_components(recipe: DictConfig, spec: DataSpec) -> dict[str, Component]
             components[slot_name] = cls(config, spec)
         except (ValueError, TypeError) as err:
             raise RecipeError(f"components.{slot_name} ({cls.kind} {cls.name!r}): {err}") from err
+    if bind:
+        bind_components(components)
+    return components
+
+
+def bind_components(components: dict[str, Component]) -> None:
     for slot_name, component in components.items():
         try:
             component.bind(components)
         except (KeyError, TypeError) as err:
             raise RecipeError(f"components.{slot_name}: {err.args[0]}") from None
-    return components
 
 
 def _schedule(cfg) -> tuple[int, int, int | None]:
@@ -98,6 +104,11 @@ def check_data_flow(recipe: DictConfig, components: dict[str, Component], datase
 
 
 def build_updates(recipe: DictConfig, components: dict[str, Component], device) -> tuple[list[UpdateStage], set[str]]:
-    """The recipe's updates in order, and the dataset keys their terms read."""
+    """The recipe's updates in order, and the dataset keys their terms read.
+
+    The data flow is checked before components are bound, so a swapped-in term that lacks an
+    input is reported by the key it misses (and who could write it) first.
+    """
     dataset_reads = check_data_flow(recipe, components)
+    bind_components(components)
     return [UpdateStage(name, update, components, device) for name, update in recipe.updates.items()], dataset_reads

@@ -84,7 +84,7 @@ class Trainer:
         OmegaConf.resolve(recipe)
         self.spec = DataSpec(**self.data.info.facts())
         seed_everything(recipe.seed)  # component init independent of how the data was built
-        self.components = build_components(recipe, self.spec)
+        self.components = build_components(recipe, self.spec, bind=False)
         for component in self.components.values():
             component.to(self.device)
         self.updates, dataset_reads = build_updates(recipe, self.components, self.device)

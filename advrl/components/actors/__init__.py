@@ -1,5 +1,7 @@
 """Registered actors."""
 
-from advrl.components.actors import deterministic  # noqa: F401
-from advrl.components.actors import gaussian  # noqa: F401
-from advrl.components.actors import tanh_gaussian  # noqa: F401
+from advrl.components.actors import (
+    deterministic,  # noqa: F401
+    gaussian,  # noqa: F401
+    tanh_gaussian,  # noqa: F401
+)

@@ -1,4 +1,6 @@
 """Registered coefficients."""
 
-from advrl.components.coefficients import constant  # noqa: F401
-from advrl.components.coefficients import sac_temperature  # noqa: F401
+from advrl.components.coefficients import (
+    constant,  # noqa: F401
+    sac_temperature,  # noqa: F401
+)

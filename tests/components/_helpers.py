@@ -1,0 +1,82 @@
+"""Small builders shared by the component tests: tiny specs, batches, bound component sets and
+networks with hand-set weights (so expected values can be written down by hand)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from tensordict import TensorDict
+
+import advrl
+from advrl import DataSpec
+
+
+def make(kind: str, name: str, spec: DataSpec, **config):
+    return advrl.make(kind, name, spec=spec, **config)
+
+
+def bind_all(components: dict) -> dict:
+    """Bind every component of a slot dict to the others (what the recipe assembly does)."""
+    for component in components.values():
+        component.bind(components)
+    return components
+
+
+def batch(spec: DataSpec, size: int = 4, seed: int = 0, **extra) -> TensorDict:
+    """A random transition batch with the standard keys; ``extra`` adds or overrides keys."""
+    gen = torch.Generator().manual_seed(seed)
+    data = {
+        "observation": torch.randn(size, spec.obs_dim, generator=gen),
+        "action": (torch.rand(size, spec.action_dim, generator=gen) * 2 - 1) * spec.max_action * 0.9,
+        "reward": torch.randn(size, generator=gen),
+        "next": {"observation": torch.randn(size, spec.obs_dim, generator=gen)},
+        "terminated": (torch.rand(size, generator=gen) < 0.3).float(),
+        "episode_return": torch.randn(size, generator=gen) * 10,
+    }
+    for key, value in extra.items():
+        data[key] = value
+    return TensorDict(data, batch_size=[size])
+
+
+def t(values) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32)
+
+
+@torch.no_grad()
+def set_linear_critic(critic, weights: Sequence[Sequence[float]], biases: Sequence[float], target: bool = False) -> None:
+    """For a ``q_ensemble`` built with ``hidden_sizes=[]``: Q_i(s, a) = weights[i] . [s, a] + biases[i]."""
+    net = critic.target_net.module if target else critic.net
+    (layer,) = list(net)
+    layer.weight.copy_(t(weights).unsqueeze(-1))
+    layer.bias.copy_(t(biases).reshape(-1, 1, 1))
+
+
+@torch.no_grad()
+def set_constant_critic(critic, value: float) -> None:
+    """Every weight zero and the output bias ``value``: Q_i(s, a) = value for every member,
+    online and target."""
+    for net in (critic.net, critic.target_net.module):
+        for p in net.parameters():
+            p.zero_()
+        list(net)[-1].bias.fill_(value)
+
+
+@torch.no_grad()
+def set_linear(layer: torch.nn.Linear, weight, bias) -> None:
+    layer.weight.copy_(t(weight))
+    layer.bias.copy_(t(bias))
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+
+def assert_unchanged(module: torch.nn.Module, before: dict[str, torch.Tensor]) -> None:
+    for name, p in module.named_parameters():
+        assert torch.equal(p, before[name]), f"parameter {name} changed"
+
+
+def assert_all_changed(module: torch.nn.Module, before: dict[str, torch.Tensor]) -> None:
+    for name, p in module.named_parameters():
+        assert not torch.equal(p, before[name]), f"parameter {name} did not change"

@@ -1,0 +1,59 @@
+"""The advrl command line: components, recipe show, train, eval, error exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from advrl.cli import main
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+
+
+def test_components_lists_kinds_and_describes_one(capsys):
+    assert main(["components"]) == 0
+    out = capsys.readouterr().out
+    assert "constraint" in out and "bc_mse" in out and "q_ensemble" in out
+    assert main(["components", "objective", "td3_actor"]) == 0
+    card = capsys.readouterr().out
+    assert "alpha: float = 2.5" in card and "writes: loss_actor, lambda" in card
+
+
+def test_unknown_component_is_an_error_with_close_match(capsys):
+    assert main(["components", "constraint", "bc_mes"]) == 1
+    assert "Closest: 'bc_mse'" in capsys.readouterr().err
+
+
+def test_recipe_show_prints_resolved_recipe_with_overrides(capsys):
+    assert main(["recipe", "show", str(RECIPES / "iql.yaml"), "train.steps=500"]) == 0
+    out = capsys.readouterr().out
+    assert "steps: 500" in out
+    assert "expectile: 0.7" in out
+    assert "${" not in out  # interpolations resolved
+
+
+def test_recipe_error_exits_1_naming_the_key(capsys):
+    assert main(["recipe", "show", str(RECIPES / "td3bc.yaml"), "components.constraint.alpah=1"]) == 1
+    assert "components.constraint.alpah" in capsys.readouterr().err
+
+
+def test_train_then_eval_with_observation_noise(minari_root, tiny_overrides, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["train", str(RECIPES / "td3bc.yaml"), *tiny_overrides, "--run-dir", str(run_dir), "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["steps"] == 20 and "final_normalized_score" in summary
+    assert main(["eval", str(run_dir), "--episodes", "2", "--obs-noise", "0.1"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["obs_noise"] == 0.1 and "score_mean" in result and result["step"] == 20
+
+
+def test_resume_rejects_overrides(capsys):
+    assert main(["train", "--resume", "somewhere", "train.steps=3"]) == 2
+
+
+def test_data_list_and_info(minari_root, capsys):
+    assert main(["data", "list"]) == 0
+    assert "advrl/hopper/random-v0" in capsys.readouterr().out
+    assert main(["data", "info", "advrl/hopper/random-v0"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["n_transitions"] == 3000 and info["obs_dim"] == 11

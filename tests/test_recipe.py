@@ -1,0 +1,142 @@
+"""Recipes: extends/override semantics, validation errors naming paths, data-flow checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from advrl.component import DataSpec
+from advrl.learner.assembly import build_components, build_updates
+from advrl.recipe import RecipeError, load_recipe
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+
+SPEC = DataSpec(11, 3, 1.0)
+
+
+def build(recipe):
+    components = build_components(recipe, SPEC, bind=False)
+    return components, build_updates(recipe, components, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("name", ["td3bc", "iql", "cql", "bc"])
+def test_baseline_recipes_validate_and_assemble(name):
+    recipe = load_recipe(RECIPES / f"{name}.yaml", dataset_facts=vars(SPEC))
+    components, (updates, dataset_reads) = build(recipe)
+    assert recipe.name == name
+    assert {"observation", "action"} & dataset_reads
+    assert all(u.loss_keys for u in updates)
+
+
+def test_extends_merges_base_and_child_overrides_win(tmp_path):
+    (tmp_path / "child.yaml").write_text(f"extends: {RECIPES / 'td3bc.yaml'}\nseed: 7\ncomponents:\n  actor_loss: {{alpha: 5.0}}\n")
+    recipe = load_recipe(tmp_path / "child.yaml", ["train.steps=123"])
+    assert recipe.seed == 7
+    assert recipe.train.steps == 123
+    assert recipe.components.actor_loss.alpha == 5.0
+    assert recipe.components.actor_loss.name == "td3_actor"  # kept from the parent
+    assert recipe.updates.actor.every == 2  # from td3bc.yaml
+    assert recipe.eval.episodes == 10  # from base.yaml, two levels up
+
+
+def test_overrides_apply_last_and_swap_drops_old_fields():
+    recipe = load_recipe(RECIPES / "td3bc.yaml", ["components.constraint.name=bc_mse", "components.constraint.weight=2.0"])
+    assert recipe.components.constraint.weight == 2.0
+    # a swap to a component without 'weight' must not inherit bc_mse's weight
+    swapped = load_recipe(
+        RECIPES / "iql.yaml",
+        ["components.constraint.name=bc_mse", "updates.actor.terms=[actor,advantage,constraint]"],
+    )
+    assert "beta" not in swapped.components.constraint
+    assert swapped.components.constraint.name == "bc_mse"
+
+
+def test_unknown_component_key_names_path_and_allowed_keys():
+    with pytest.raises(RecipeError) as err:
+        load_recipe(RECIPES / "td3bc.yaml", ["components.constraint.wieght=3"])
+    message = str(err.value)
+    assert "components.constraint.wieght" in message
+    assert "Did you mean 'weight'" in message
+    assert "Allowed keys: weight, coefficient_key, mask_key" in message
+
+
+def test_unknown_top_level_key_and_wrong_type():
+    with pytest.raises(RecipeError, match=r"'train.stepz'.*Did you mean 'steps'"):
+        load_recipe(RECIPES / "td3bc.yaml", ["train.stepz=3"])
+    with pytest.raises(RecipeError, match=r"'train.steps' has the wrong type"):
+        load_recipe(RECIPES / "td3bc.yaml", ["train.steps=many"])
+    with pytest.raises(RecipeError, match=r"components.critic.num_q' has the wrong type"):
+        load_recipe(RECIPES / "td3bc.yaml", ["components.critic.num_q=two"])
+
+
+def test_missing_required_key_is_named(tmp_path):
+    (tmp_path / "r.yaml").write_text("components: {}\nupdates: {}\n")
+    with pytest.raises(RecipeError, match="dataset.id"):
+        load_recipe(tmp_path / "r.yaml")
+
+
+def test_override_without_equals_and_missing_file(tmp_path):
+    with pytest.raises(RecipeError, match="key=value"):
+        load_recipe(RECIPES / "td3bc.yaml", ["train.steps"])
+    with pytest.raises(RecipeError, match="does not exist"):
+        load_recipe(tmp_path / "nope.yaml")
+
+
+def test_extends_cycle_is_reported(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(RecipeError, match="extends itself"):
+        load_recipe(tmp_path / "a.yaml")
+
+
+def test_slot_without_kind_needs_one(tmp_path):
+    with pytest.raises(RecipeError, match="needs a 'kind'"):
+        load_recipe(RECIPES / "td3bc.yaml", ["components.my_term.name=bc_mse"])
+
+
+def test_unknown_slot_in_update_suggests_closest():
+    with pytest.raises(RecipeError, match=r"'actorloss'.*Did you mean 'actor_loss'"):
+        load_recipe(RECIPES / "td3bc.yaml", ["updates.actor.terms=[actor,actorloss]"])
+
+
+def test_swapping_in_a_term_with_an_unsatisfied_key_names_key_and_provider():
+    recipe = load_recipe(RECIPES / "td3bc.yaml", ["components.constraint.name=awr"], dataset_facts=vars(SPEC))
+    with pytest.raises(RecipeError) as err:
+        build(recipe)
+    message = str(err.value)
+    assert "reads batch key 'advantage'" in message
+    assert "advantage.q_minus_v" in message
+
+
+def test_swap_works_when_keys_are_satisfied():
+    """IQL with its AWR constraint swapped for BC-MSE: one override plus listing the actor term."""
+    recipe = load_recipe(
+        RECIPES / "iql.yaml",
+        ["components.constraint.name=bc_mse", "updates.actor.terms=[actor,constraint]"],
+        dataset_facts=vars(SPEC),
+    )
+    _, (updates, _) = build(recipe)
+    assert updates[-1].loss_keys == ["loss_bc"]
+
+
+def test_term_reading_a_key_from_a_sparser_update_is_rejected(tmp_path):
+    (tmp_path / "r.yaml").write_text(
+        f"extends: {RECIPES / 'iql.yaml'}\nupdates:\n  value: {{every: 2}}\n"
+    )
+    recipe = load_recipe(tmp_path / "r.yaml", dataset_facts=vars(SPEC))
+    with pytest.raises(RecipeError, match="does not run at every step"):
+        build(recipe)
+
+
+def test_interpolations_resolve_against_train_and_dataset_facts(tmp_path):
+    (tmp_path / "r.yaml").write_text(
+        f"extends: {RECIPES / 'td3bc.yaml'}\ncomponents:\n  critic: {{hidden_sizes: ['${{dataset.obs_dim}}']}}\n"
+    )
+    recipe = load_recipe(tmp_path / "r.yaml", ["train.steps=77"], dataset_facts=vars(SPEC))
+    OmegaConf.resolve(recipe)
+    assert list(recipe.components.critic.hidden_sizes) == [11]
+    iql = load_recipe(RECIPES / "iql.yaml", ["train.steps=77"])
+    assert OmegaConf.to_container(iql, resolve=True)["updates"]["actor"]["optimize"]["actor"]["lr_schedule"]["steps"] == 77

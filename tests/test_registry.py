@@ -1,0 +1,122 @@
+"""Registry: registration, lookup errors with close matches, plug-ins, building by name."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from dataclasses import dataclass
+
+import pytest
+
+import advrl
+from advrl import registry
+from advrl.component import Component, DataSpec, describe, option
+
+
+def test_builtin_kinds_and_names_are_listed():
+    listing = advrl.list_components()
+    assert set(registry.KINDS) <= set(listing)
+    assert {"deterministic", "gaussian", "tanh_gaussian"} <= set(listing["actor"])
+    assert {"bc_mse", "awr", "cql_penalty"} <= set(listing["constraint"])
+
+
+def test_unknown_name_names_kind_closest_match_and_how_to_list():
+    with pytest.raises(registry.RegistryError) as err:
+        registry.get("constraint", "bc_mes")
+    message = str(err.value)
+    assert "Unknown constraint 'bc_mes'" in message
+    assert "'bc_mse'" in message
+    assert "advrl components" in message
+
+
+def test_unknown_kind_suggests_kind():
+    with pytest.raises(registry.RegistryError, match="Did you mean 'critic'"):
+        registry.get("critc", "q_ensemble")
+
+
+def test_duplicate_registration_names_the_holder_and_force_replaces():
+    @advrl.register("schedule", "test_dup_schedule")
+    class First(Component):
+        @dataclass
+        class Config:
+            pass
+
+    with pytest.raises(registry.RegistryError, match=r"already registered by .*First"):
+
+        @advrl.register("schedule", "test_dup_schedule")
+        class Second(Component):
+            @dataclass
+            class Config:
+                pass
+
+    @advrl.register("schedule", "test_dup_schedule", force=True)
+    class Third(Component):
+        @dataclass
+        class Config:
+            pass
+
+    assert registry.get("schedule", "test_dup_schedule") is Third
+
+
+def test_make_builds_with_validated_config():
+    actor = advrl.make("actor", "deterministic", spec=DataSpec(5, 2), hidden_sizes=[8])
+    assert actor.net[0].out_features == 8
+    with pytest.raises(advrl.RecipeError, match="hidden_size"):
+        advrl.make("actor", "deterministic", spec=DataSpec(5, 2), hidden_size=[8])
+
+
+def test_describe_lists_fields_defaults_and_keys():
+    card = describe(registry.get("constraint", "bc_mse"))
+    for text in ("weight: float = 1.0", "coefficient_key", "mask_key", "reads:", "action, policy_action", "writes: loss_bc"):
+        assert text in card
+
+
+def test_recipe_imports_register_user_components(tmp_path, monkeypatch):
+    module = tmp_path / "my_terms.py"
+    module.write_text(
+        textwrap.dedent(
+            """
+            from dataclasses import dataclass
+            from advrl import Component, option, register
+
+            @register("schedule", "user_step_schedule")
+            class UserSchedule(Component):
+                @dataclass
+                class Config:
+                    scale: float = option(2.0, "multiplier")
+
+                def value(self, step):
+                    return self.config.scale * step
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry.import_user_modules(["my_terms"])
+    schedule = advrl.make("schedule", "user_step_schedule", spec=DataSpec(1, 1), scale=3.0)
+    assert schedule.value(4) == 12.0
+    with pytest.raises(ImportError, match="no_such_module_xyz"):
+        registry.import_user_modules(["no_such_module_xyz"])
+    sys.modules.pop("my_terms", None)
+
+
+def test_entry_points_are_loaded(monkeypatch):
+    loaded = []
+
+    class FakeEntryPoint:
+        def load(self):
+            loaded.append(True)
+
+    monkeypatch.setattr(registry, "_builtins_loaded", False)
+    monkeypatch.setattr(registry.metadata, "entry_points", lambda group: [FakeEntryPoint()] if group == "advrl.components" else [])
+    registry.load_builtins()
+    assert loaded == [True]
+
+
+def test_option_copies_mutable_defaults():
+    @dataclass
+    class Config:
+        sizes: list[int] = option([1, 2], "x")
+
+    a, b = Config(), Config()
+    a.sizes.append(3)
+    assert b.sizes == [1, 2]
