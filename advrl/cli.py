@@ -38,6 +38,23 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_online(args) -> int:
+    from advrl.learner.online import resume_online, train_online
+
+    if args.resume:
+        result = resume_online(args.resume, progress=not args.no_progress)
+    elif not args.recipe:
+        print("advrl online needs a RECIPE (or --resume RUN_DIR).", file=sys.stderr)
+        return 2
+    else:
+        result = train_online(args.recipe, args.overrides, run_dir=args.run_dir, progress=not args.no_progress)
+    summary = {"run_dir": str(result.run_dir), "steps": result.steps, "final_return": result.final_return}
+    if result.final_score is not None:
+        summary["final_normalized_score"] = result.final_score
+    print(json.dumps(summary))
+    return 0
+
+
 def cmd_eval(args) -> int:
     import advrl
 
@@ -113,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
+
+    online = sub.add_parser("online", help="train an agent online in its environment (behaviour policies)")
+    online.add_argument("recipe", nargs="?", help="recipe YAML file with an online: section")
+    online.add_argument("overrides", nargs="*")
+    online.add_argument("--run-dir")
+    online.add_argument("--resume", metavar="RUN_DIR")
+    online.add_argument("--no-progress", action="store_true")
+    online.set_defaults(func=cmd_online)
 
     evaluate = sub.add_parser("eval", help="evaluate a run's checkpoint in its environment")
     evaluate.add_argument("run_dir")

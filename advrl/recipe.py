@@ -65,6 +65,16 @@ class EvalConfig:
 
 
 @dataclass
+class OnlineConfig:
+    env: str | None = None  # Gymnasium id of the training env; null: the dataset's evaluation env
+    steps: int = 1_000_000  # environment steps (one gradient step each, after learning_starts)
+    learning_starts: int = 25_000  # uniform-random actions and no updates before this step (TD3: 25k)
+    exploration_noise: float = 0.1  # std of Gaussian noise on deterministic actions, in units of max_action
+    buffer_size: int = 1_000_000
+    snapshot_every: int = 0  # also keep the actor of every N-th evaluation step under snapshots/ (0: never)
+
+
+@dataclass
 class OptimizerConfig:
     name: str = "adam"  # adam | adamw
     lr: float = 3e-4
@@ -96,6 +106,7 @@ class RecipeSchema:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
     components: dict[str, Any] = field(default_factory=dict)
     updates: dict[str, UpdateConfig] = field(default_factory=dict)
 

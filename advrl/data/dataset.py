@@ -210,6 +210,8 @@ def transform_rewards(columns: dict[str, np.ndarray], data_cfg) -> np.ndarray:
 class OfflineData:
     """The dataset's transitions as one TensorDict on ``device``; uniform sampling on device."""
 
+    keys = DATASET_KEYS
+
     def __init__(self, transitions: TensorDict, info: DatasetInfo, normalizer: ObservationNormalizer):
         self.transitions = transitions
         self.info = info

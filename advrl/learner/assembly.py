@@ -103,12 +103,14 @@ def check_data_flow(recipe: DictConfig, components: dict[str, Component], datase
     return dataset_reads
 
 
-def build_updates(recipe: DictConfig, components: dict[str, Component], device) -> tuple[list[UpdateStage], set[str]]:
+def build_updates(
+    recipe: DictConfig, components: dict[str, Component], device, dataset_keys=DATASET_KEYS
+) -> tuple[list[UpdateStage], set[str]]:
     """The recipe's updates in order, and the dataset keys their terms read.
 
     The data flow is checked before components are bound, so a swapped-in term that lacks an
     input is reported by the key it misses (and who could write it) first.
     """
-    dataset_reads = check_data_flow(recipe, components)
+    dataset_reads = check_data_flow(recipe, components, dataset_keys)
     bind_components(components)
     return [UpdateStage(name, update, components, device) for name, update in recipe.updates.items()], dataset_reads

@@ -8,7 +8,8 @@ from pathlib import Path
 
 
 class MetricsLogger:
-    """Writes ``metrics.jsonl``, ``train.csv``, ``eval.csv`` and ``tb/`` in a run directory.
+    """Writes ``metrics.jsonl``, one CSV per record kind (``train``, ``eval``, and ``episode`` for
+    online runs) and ``tb/`` in a run directory.
 
     On resume, records after the checkpoint's step are dropped (they will be produced
     again), so the files read as one uninterrupted run.
@@ -17,8 +18,8 @@ class MetricsLogger:
     def __init__(self, run_dir: Path, resume_step: int | None = None, tensorboard: bool = True):
         self.run_dir = run_dir
         self.jsonl = run_dir / "metrics.jsonl"
-        self.rows: dict[str, list[dict]] = {"train": [], "eval": []}
-        self.columns: dict[str, list[str]] = {"train": [], "eval": []}
+        self.rows: dict[str, list[dict]] = {"train": [], "eval": [], "episode": []}
+        self.columns: dict[str, list[str]] = {"train": [], "eval": [], "episode": []}
         if resume_step is not None and self.jsonl.exists():
             kept = []
             for line in self.jsonl.read_text().splitlines():

@@ -78,7 +78,7 @@ class Trainer:
         self.progress = progress
         seed_everything(recipe.seed)
         self.device = resolve_device(recipe.train.device)
-        self.data = load_offline_data(recipe.dataset, recipe.data, self.device)
+        self.data = self._make_data()
         for key, value in self.data.info.facts().items():
             recipe.dataset[key] = value
         OmegaConf.resolve(recipe)
@@ -87,7 +87,7 @@ class Trainer:
         self.components = build_components(recipe, self.spec, bind=False)
         for component in self.components.values():
             component.to(self.device)
-        self.updates, dataset_reads = build_updates(recipe, self.components, self.device)
+        self.updates, dataset_reads = build_updates(recipe, self.components, self.device, self.data.keys)
         self.data.select(sorted(dataset_reads))
         if recipe.eval.policy not in self.components or not hasattr(self.components[recipe.eval.policy], "act"):
             raise RecipeError(f"eval.policy names {recipe.eval.policy!r}, which is not an actor slot of the recipe.")
@@ -105,6 +105,10 @@ class Trainer:
         (self.run_dir / RECIPE_FILE).write_text(OmegaConf.to_yaml(recipe, resolve=True))
         self.logger = MetricsLogger(self.run_dir, resume_step=self.step if resume else None)
 
+    def _make_data(self):
+        """The source of training batches: the offline dataset on the device."""
+        return load_offline_data(self.recipe.dataset, self.recipe.data, self.device)
+
     # ---- checkpoints -----------------------------------------------------------------------
     def _state(self) -> dict:
         return {
@@ -115,7 +119,15 @@ class Trainer:
             "normalizer": self.data.normalizer.state_dict(),
             "dataset_info": info_to_dict(self.data.info),
             "evaluations": self.evaluations,
+            **self._extra_state(),
         }
+
+    def _extra_state(self) -> dict:
+        """State a subclass adds to checkpoints (the online trainer: replay buffer)."""
+        return {}
+
+    def _load_extra(self, state: dict) -> None:
+        pass
 
     def _load(self, state: dict) -> None:
         for name, component in self.components.items():
@@ -125,6 +137,7 @@ class Trainer:
         restore_rng_state(state["rng"])
         self.step = state["step"]
         self.evaluations = list(state["evaluations"])
+        self._load_extra(state)
 
     def save(self) -> None:
         for update in self.updates:
@@ -144,12 +157,30 @@ class Trainer:
             component.train()
         return result
 
+    def _after_evaluation(self, step: int, result: dict) -> None:
+        pass
+
     # ---- the loop --------------------------------------------------------------------------
+    @property
+    def total_steps(self) -> int:
+        return int(self.recipe.train.steps)
+
+    def _train_step(self, step: int, step_tensor: torch.Tensor, batch_size: int, logging: bool) -> dict:
+        """One gradient step: a batch, then every update that is due; scalars on logging steps."""
+        batch = self.data.sample(batch_size)
+        scalars: dict[str, torch.Tensor] = {}
+        for update in self.updates:
+            if update.active(step):
+                out = update.run(batch, step, step_tensor)
+                if logging:
+                    scalars.update(out)
+        return scalars
+
     def fit(self) -> RunResult:
         from tqdm.auto import tqdm
 
         cfg = self.recipe.train
-        total, batch_size, log_every, ckpt_every = cfg.steps, cfg.batch_size, cfg.log_every, cfg.checkpoint_every
+        total, batch_size, log_every, ckpt_every = self.total_steps, cfg.batch_size, cfg.log_every, cfg.checkpoint_every
         eval_every = self.recipe.eval.every if self.env_factory is not None else 0
         step_tensor = torch.zeros((), dtype=torch.long, device=self.device)
         bar = tqdm(total=total, initial=self.step, disable=not self.progress, dynamic_ncols=True, desc=str(self.recipe.name))
@@ -159,15 +190,9 @@ class Trainer:
                 self.step += 1
                 step = self.step
                 step_tensor.fill_(step)
-                batch = self.data.sample(batch_size)
                 logging = step % log_every == 0 or step == total
-                scalars: dict[str, torch.Tensor] = {}
-                for update in self.updates:
-                    if update.active(step):
-                        out = update.run(batch, step, step_tensor)
-                        if logging:
-                            scalars.update(out)
-                if logging:
+                scalars = self._train_step(step, step_tensor, batch_size, logging)
+                if logging and scalars:
                     for update in self.updates:
                         update.check_finite()
                     values = dict(zip(scalars, torch.stack([v.detach().float() for v in scalars.values()]).tolist()))
@@ -180,6 +205,7 @@ class Trainer:
                     result = self.evaluate()
                     self.evaluations.append({"step": step, **result})
                     self.logger.log("eval", step, result)
+                    self._after_evaluation(step, result)
                     shown = result.get("score_mean", result["return_mean"])
                     bar.set_postfix_str(f"eval {'score' if 'score_mean' in result else 'return'} {shown:.1f}", refresh=False)
                     last_time = time.perf_counter()  # keep evaluation out of steps/s

@@ -7,12 +7,11 @@ import math
 
 import pytest
 import torch
+from _helpers import make, set_linear, t
 from tensordict import TensorDict
 from torch.distributions import AffineTransform, Normal, TanhTransform, TransformedDistribution
 
 from advrl import DataSpec
-
-from _helpers import make, set_linear, t
 
 
 def _perturb(module, scale=0.5, seed=0):
@@ -46,9 +45,7 @@ def test_tanh_gaussian_log_prob_matches_transformed_distribution(max_action):
 def test_tanh_gaussian_log_std_parameterisation():
     """mean, raw = net(s).chunk(2); log_std = clamp(multiplier * raw + offset, min, max)."""
     spec = DataSpec(obs_dim=1, action_dim=2)
-    actor = make(
-        "actor", "tanh_gaussian", spec, hidden_sizes=[], log_std_multiplier=2.0, log_std_offset=-1.0, log_std_max=1.5
-    )
+    actor = make("actor", "tanh_gaussian", spec, hidden_sizes=[], log_std_multiplier=2.0, log_std_offset=-1.0, log_std_max=1.5)
     set_linear(actor.net[0], [[1.0], [-1.0], [0.5], [3.0]], [0.0, 0.0, 0.25, 0.0])
     mean, log_std = actor._mean_log_std(t([[2.0]]))
     torch.testing.assert_close(mean, t([[2.0, -2.0]]))

@@ -6,12 +6,11 @@ import math
 
 import pytest
 import torch
+from _helpers import batch, bind_all, make, set_constant_critic, set_linear, set_linear_critic, t
 from tensordict import TensorDict
 from torch.distributions import Normal
 
 from advrl import DataSpec
-
-from _helpers import batch, bind_all, make, set_constant_critic, set_linear, set_linear_critic, t
 
 # ---- bc_mse --------------------------------------------------------------------------------------
 

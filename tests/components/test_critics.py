@@ -7,11 +7,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from _helpers import make, set_linear_critic, t
 
 from advrl import DataSpec
 from advrl.nn import EnsembleLayerNorm, EnsembleLinear
-
-from _helpers import make, set_linear_critic, t
 
 SPEC = DataSpec(obs_dim=3, action_dim=2)
 
@@ -187,12 +186,6 @@ def test_no_target_network():
         critic.q(obs, act, reduce="min", target=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="q(reduce='q1', target=True) on a critic built with target=false dereferences "
-    "self.target_net.module (None) and raises AttributeError instead of the TypeError "
-    "target_q_all gives for the same request",
-)
 def test_q1_target_without_target_network_raises_type_error():
     """The q1 path must report a missing target network like the other reductions do."""
     critic = make("critic", "q_ensemble", SPEC, num_q=2, hidden_sizes=[4], target=False)

@@ -10,7 +10,7 @@ import advrl
 from advrl import registry
 from advrl.component import describe
 
-ALL = [(kind, name) for kind, names in advrl.components().items() for name in names]
+ALL = [(kind, name) for kind in registry.KINDS for name in registry.names(kind)]
 
 
 def test_every_builtin_kind_has_components():

@@ -7,11 +7,10 @@ import math
 
 import pytest
 import torch
+from _helpers import batch, bind_all, make, set_linear, set_linear_critic, t
 from tensordict import TensorDict
 
 from advrl import DataSpec
-
-from _helpers import batch, bind_all, make, set_linear, set_linear_critic, t
 
 SPEC1 = DataSpec(obs_dim=1, action_dim=1)
 
@@ -203,12 +202,8 @@ def _sac_set(temperature: bool, init_log_alpha: float = 0.0, multiplier: float =
     actor = make("actor", "tanh_gaussian", SPEC1, hidden_sizes=[4])
     comps = {"actor": actor, "critic": _hand_critic()}
     if temperature:
-        comps["temperature"] = make(
-            "coefficient", "sac_temperature", SPEC1, init_log_alpha=init_log_alpha, multiplier=multiplier
-        )
-    comps["critic_loss"] = make(
-        "objective", "sac_critic", SPEC1, gamma=gamma, temperature="temperature" if temperature else None
-    )
+        comps["temperature"] = make("coefficient", "sac_temperature", SPEC1, init_log_alpha=init_log_alpha, multiplier=multiplier)
+    comps["critic_loss"] = make("objective", "sac_critic", SPEC1, gamma=gamma, temperature="temperature" if temperature else None)
     return bind_all(comps)
 
 
@@ -251,12 +246,6 @@ def test_sac_critic_soft_backup_with_temperature(init_log_alpha, multiplier):
     torch.testing.assert_close(soft[1], hard[1])  # terminal: the entropy term is cut too
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sac_critic's temperature slot does not declare needs=('value',), so a coefficient "
-    "without value() (e.g. coefficient: constant) binds fine and fails only inside compute "
-    "with AttributeError",
-)
 def test_sac_critic_temperature_slot_checked_at_bind():
     """A temperature slot naming a coefficient without value() must be refused at bind time."""
     comps = {

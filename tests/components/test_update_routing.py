@@ -8,14 +8,13 @@ import math
 
 import pytest
 import torch
+from _helpers import assert_all_changed, assert_unchanged, batch, bind_all, make, snapshot
 from omegaconf import OmegaConf
 
 from advrl import DataSpec
 from advrl.component import tdkey
 from advrl.learner.update import NonFiniteLossError, UpdateStage
 from advrl.recipe import UpdateConfig
-
-from _helpers import assert_all_changed, assert_unchanged, batch, bind_all, make, snapshot
 
 SPEC = DataSpec(obs_dim=3, action_dim=2)
 CPU = torch.device("cpu")
@@ -68,7 +67,10 @@ def replay(components, terms, td, step=1):
 
 def grads_of(loss, module):
     params = [p for p in module.parameters() if p.requires_grad]
-    return [g if g is not None else torch.zeros_like(p) for g, p in zip(torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True), params)]
+    return [
+        g if g is not None else torch.zeros_like(p)
+        for g, p in zip(torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True), params)
+    ]
 
 
 def assert_grads_equal(module, expected):

@@ -7,12 +7,11 @@ import math
 
 import pytest
 import torch
+from _helpers import bind_all, make, set_linear, set_linear_critic, t
 from tensordict import TensorDict
 
 from advrl import DataSpec
 from advrl.components.values.expectile import expectile_loss
-
-from _helpers import bind_all, make, set_linear, set_linear_critic, t
 
 SPEC1 = DataSpec(obs_dim=1, action_dim=1)
 

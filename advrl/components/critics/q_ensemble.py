@@ -79,6 +79,8 @@ class QEnsemble(Component):
 
     def q(self, obs, action, reduce: str = "min", target: bool = False) -> torch.Tensor:
         if reduce == "q1":  # evaluate only the first member: half the work of the full ensemble
+            if target and self.target_net is None:
+                raise TypeError("critic q_ensemble was built with target=false, but a term asked for target values.")
             net = self.target_net.module if target else self.net
             return self._q1(net, obs, action)
         values = self.target_q_all(obs, action) if target else self.q_all(obs, action)
