@@ -100,22 +100,121 @@ def cmd_recipe(args) -> int:
 
 
 def cmd_data(args) -> int:
+    import os
+    import shlex
+
     import minari
 
-    from advrl.data import catalog
-    from advrl.data.dataset import dataset_info, open_minari
+    from advrl.data import catalog, policies
+    from advrl.data.collect import dataset_path, read_record
+    from advrl.data.dataset import DatasetError, dataset_info, datasets_root, open_minari
 
+    root = getattr(args, "policies", None)
     if args.data_command == "list":
-        for dataset_id in sorted(minari.list_local_datasets()):
-            print(dataset_id)
-        print(f"\nbuildable here: {', '.join(f'advrl/{env}/random-v0' for env in catalog.ENVS)}")
+        local = minari.list_local_datasets()
+        print(f"local datasets ({datasets_root()}):")
+        for dataset_id in sorted(local):
+            meta = local[dataset_id]
+            record = read_record(dataset_id)
+            origin = f"  [{record.get('kind', 'advrl')}, seed {record.get('seed')}]" if record else ""
+            print(f"  {dataset_id:42s} {meta.get('total_steps', '?'):>9} steps {meta.get('total_episodes', '?'):>6} episodes{origin}")
+        if not local:
+            print("  (none)")
+        print(f"\nbuildable here (advrl data make ID; policies from {policies.policies_root(root)}):")
+        for dataset_id in catalog.buildable_ids():
+            missing = catalog.missing_policies(dataset_id, root)
+            status = "built" if dataset_id in local else ("ready" if not missing else f"needs the {' and '.join(missing)} policy")
+            print(f"  {dataset_id:42s} {status}")
+        print("\nbehaviour policies:")
+        for env in catalog.ENVS:
+            levels = []
+            for level in policies.available(env, root):
+                if level == "random":
+                    levels.append("random")
+                    continue
+                rec = policies.read_record(env, level, root)
+                levels.append(f"{level} (return {rec['return_mean']:.1f} ± {rec['return_std']:.1f}, step {rec.get('steps')})")
+            print(f"  {env:12s} {', '.join(levels)}")
+        print("\nremote Minari MuJoCo ids (need the network: dataset.download=true):")
+        for dataset_id in catalog.remote_ids():
+            print(f"  {dataset_id:42s} {'local' if dataset_id in local else 'remote'}")
         return 0
     if args.data_command == "make":
-        path = catalog.build(args.id, size=args.size, seed=args.seed)
-        print(path)
+        from advrl.data.mix import parse_source
+
+        proportions = None
+        if args.proportions:
+            proportions = {}
+            for part in args.proportions.split(","):
+                level, sep, share = part.partition("=")
+                if not sep:
+                    raise DatasetError(f"--proportions takes LEVEL=SHARE,... (e.g. random=0.25,medium=0.75), got {args.proportions!r}.")
+                proportions[level.strip()] = parse_source(f"{level.strip()}:{share}")[1]
+        print(f"advrl: building {args.id} ...", file=sys.stderr)
+        path = catalog.build(args.id, size=args.size, seed=args.seed, proportions=proportions, policies_root=root, run_dir=args.run)
+        record = read_record(args.id) or {}
+        print(json.dumps({"id": args.id, "path": path, **{k: record.get(k) for k in ("size", "episodes", "seed", "returns", "build_seconds")}}))
         return 0
-    info = dataset_info(open_minari(args.id))
-    print(json.dumps({k: v for k, v in vars(info).items() if k != "eval_env_spec"}, indent=2, default=str))
+    if args.data_command == "mix":
+        from advrl.data.mix import mix, parse_source
+
+        sources = [parse_source(text) for text in args.sources]
+        path = mix(sources, args.id, size=args.size, seed=args.seed)
+        record = read_record(args.id) or {}
+        shares = {s["dataset"]: {"proportion": s["proportion"], "transitions": s["transitions"]} for s in record.get("sources", [])}
+        print(json.dumps({"id": args.id, "path": path, "size": record.get("size"), "episodes": record.get("episodes"), "sources": shares}))
+        return 0
+    if args.data_command == "export-policy":
+        command = ["advrl", "data", "export-policy", args.source, "--env", args.env, "--level", args.level, "--episodes", str(args.episodes)]
+        if args.pick_snapshot:
+            command.append("--pick-snapshot")
+        record = policies.export_policy(
+            args.source, args.env, args.level, episodes=args.episodes, root=root, pick_snapshot=args.pick_snapshot,
+            eval_seed=args.eval_seed, command=shlex.join(command),
+        )
+        print(json.dumps({"policy": str(policies.policy_path(args.env, args.level, root)), **record}))
+        return 0
+
+    # info
+    from advrl.data import stats
+
+    local = set(minari.list_local_datasets())
+    if args.id not in local and not os.path.isdir(dataset_path(args.id)):
+        if catalog.is_buildable(args.id):
+            raise DatasetError(f"Dataset {args.id!r} is not built yet: build it with `advrl data make {args.id}`.")
+        if args.id not in catalog.remote_ids():
+            raise catalog.unknown_id_error(args.id, sorted(local) + catalog.remote_ids(), what="No dataset")
+    ds = open_minari(args.id)  # remote ids: explains how to download
+    info = dataset_info(ds)
+    returns = stats.episode_returns(ds)
+    metadata = ds.storage.metadata
+    keep = ("description", "algorithm_name", "ref_min_score", "ref_max_score", "minari_version", "data_format", "dataset_size", "author")
+    summary = {k: v for k, v in vars(info).items() if k != "eval_env_spec"}
+    summary["path"] = dataset_path(args.id)
+    summary["env_spec"] = getattr(ds.spec.env_spec, "id", None)
+    spec = info.eval_env_spec
+    summary["eval_env_spec"] = getattr(spec, "id", spec if isinstance(spec, str) else None)
+    summary["returns"] = stats.return_stats(returns)
+    summary["histogram"] = stats.histogram(returns).splitlines()
+    summary["metadata"] = {k: metadata.get(k) for k in keep if k in metadata}
+    summary["advrl"] = read_record(args.id)
+    if args.png:
+        summary["png"] = stats.save_histogram_png(returns, args.png, title=f"{args.id}: episode returns")
+    if not args.text:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    r = summary["returns"]
+    print(f"{args.id}  ({summary['path']})")
+    print(f"  env {summary['env_spec']}  eval env {summary['eval_env_spec']}  obs {info.obs_dim}  action {info.action_dim}")
+    print(f"  {info.n_transitions} transitions, {info.n_episodes} episodes")
+    print(f"  episode return min {r['min']:.1f}  median {r['median']:.1f}  max {r['max']:.1f}  mean {r['mean']:.1f} ± {r['std']:.1f}")
+    print(f"  reference returns {info.ref_min_score} .. {info.ref_max_score}")
+    print(f"  {summary['metadata'].get('description', '')}")
+    print("\n" + stats.histogram(returns))
+    if summary["advrl"]:
+        print("\nadvrl.json:\n" + json.dumps(summary["advrl"], indent=2))
+    if args.png:
+        print(f"\nhistogram written to {args.png}")
     return 0
 
 
@@ -159,17 +258,37 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("overrides", nargs="*")
     show.set_defaults(func=cmd_recipe)
 
-    data = sub.add_parser("data", help="datasets")
+    data = sub.add_parser("data", help="datasets: build, mix, inspect; behaviour policies")
     data_sub = data.add_subparsers(dest="data_command", required=True)
-    data_sub.add_parser("list", help="local datasets and what advrl can build").set_defaults(func=cmd_data)
-    make = data_sub.add_parser("make", help="build a dataset locally")
-    make.add_argument("id")
-    make.add_argument("--size", type=int, default=100_000)
+    data_sub.add_parser("list", help="local datasets, buildable ids with policy status, remote Minari ids").set_defaults(func=cmd_data)
+    make = data_sub.add_parser("make", help="build an advrl/<env>/<kind>-v0 dataset locally")
+    make.add_argument("id", help="e.g. advrl/hopper/medium-expert-v0 (see `advrl data list`)")
+    make.add_argument("--size", type=int, default=None, help="transitions (default: 100k for random, 1M otherwise, whole prefix for medium-replay)")
     make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--proportions", help="shares of a mixture kind, e.g. random=0.25,medium=0.75 (default: equal)")
+    make.add_argument("--run", metavar="RUN_DIR", help="medium-replay: the online run (default: the medium policy's recorded run)")
+    make.add_argument("--policies", metavar="DIR", help="behaviour policies folder (default: $ADVRL_POLICIES_PATH or advrl/policies)")
     make.set_defaults(func=cmd_data)
-    info = data_sub.add_parser("info", help="size and metadata of a dataset")
+    mixer = data_sub.add_parser("mix", help="mix local datasets by proportions of transitions")
+    mixer.add_argument("sources", nargs="+", metavar="SRC:P", help="a local dataset id and its share (0.5 or 1/3)")
+    mixer.add_argument("--id", required=True, help="the new dataset id, e.g. advrl/hopper/my-mix-v0")
+    mixer.add_argument("--size", type=int, default=None, help="transitions (default: the most every source can supply)")
+    mixer.add_argument("--seed", type=int, default=0, help="seed of the episode picks")
+    mixer.set_defaults(func=cmd_data)
+    info = data_sub.add_parser("info", help="size, returns, histogram and metadata of a dataset")
     info.add_argument("id")
+    info.add_argument("--png", metavar="FILE", help="also write a histogram of episode returns")
+    info.add_argument("--text", action="store_true", help="human-readable text instead of JSON")
     info.set_defaults(func=cmd_data)
+    export = data_sub.add_parser("export-policy", help="export an online run's actor as a behaviour policy")
+    export.add_argument("source", metavar="RUN_OR_SNAPSHOT", help="an online run dir (latest actor) or a snapshots/step*.pt file")
+    export.add_argument("--env", required=True, help="hopper, halfcheetah or walker2d")
+    export.add_argument("--level", required=True, choices=["medium", "expert"])
+    export.add_argument("--episodes", type=int, default=20, help="evaluation episodes for the record")
+    export.add_argument("--eval-seed", type=int, default=0)
+    export.add_argument("--pick-snapshot", action="store_true", help="pick the run's snapshot by D4RL's rule (expert: best; medium: ~1/3 of best)")
+    export.add_argument("--policies", metavar="DIR", help="write here instead of $ADVRL_POLICIES_PATH or advrl/policies")
+    export.set_defaults(func=cmd_data)
     return parser
 
 

@@ -111,6 +111,15 @@ class RecipeSchema:
     updates: dict[str, UpdateConfig] = field(default_factory=dict)
 
 
+# ---- resolvers: arithmetic that recipes need for sizes and step counts ------------------------
+def _int_mul(value, factor) -> int:
+    return int(round(float(value) * float(factor)))
+
+
+if not OmegaConf.has_resolver("int_mul"):
+    OmegaConf.register_new_resolver("int_mul", _int_mul)  # ${int_mul:${train.steps},0.2}
+
+
 # ---- loading -------------------------------------------------------------------------------
 def _read_yaml(path: Path) -> DictConfig:
     if not path.is_file():
@@ -126,7 +135,8 @@ def _read_yaml(path: Path) -> DictConfig:
 
 def _merge_components(base: DictConfig, override: DictConfig) -> DictConfig:
     """Merge two ``components`` mappings; a slot whose ``name`` changes starts afresh, so that
-    swapping a component does not carry the old component's fields over."""
+    swapping a component does not carry the old component's fields over. A slot set to null
+    is removed (by ``_merge``)."""
     merged = OmegaConf.create(OmegaConf.to_container(base, resolve=False))
     for slot_name, entry in override.items():
         old = merged.get(slot_name)
@@ -149,6 +159,14 @@ def _merge(base: DictConfig, override: DictConfig) -> DictConfig:
     rest_override = OmegaConf.masked_copy(override, [k for k in override if k != "components"])
     merged = OmegaConf.merge(rest_base, rest_override)
     merged.components = components
+    # `name: null` under components, updates or an update's optimize removes what a parent
+    # recipe defined there
+    mappings = [merged.get("components"), merged.get("updates")]
+    mappings += [u.get("optimize") for u in (merged.get("updates") or {}).values() if isinstance(u, DictConfig)]
+    for mapping in mappings:
+        if isinstance(mapping, DictConfig):
+            for key in [k for k, v in mapping.items_ex(resolve=False) if v is None]:
+                del mapping[key]
     return merged
 
 

@@ -1,36 +1,334 @@
-"""Datasets advrl can build locally on first use, with D4RL's reference returns.
+"""Datasets advrl builds locally (on first use or with ``advrl data make``), D4RL-style.
 
-``advrl/<env>/random-v0``: a uniform-random policy on the Gymnasium v5 environment.
+Ids are ``advrl/<env>/<kind>-v0`` with env in hopper, halfcheetah, walker2d (Gymnasium v5)
+and kind one of
+
+* ``random``, ``medium``, ``expert``: roll-outs of one behaviour policy (``random`` is
+  uniform actions; the others are committed policies, see :mod:`advrl.data.policies`);
+* ``medium-expert``: half the transitions from the medium policy, half from the expert (D4RL);
+* ``random-medium``, ``random-expert``, ``random-medium-expert``: A2PO's mixed-quality
+  datasets, equal shares of transitions unless ``proportions`` are given;
+* ``medium-replay``: the replay buffer of the online run that trained the medium policy, up
+  to the medium policy's step (D4RL), read from that run's checkpoint.
+
+Each share is collected by its own seeded stream (stream = level index), so the medium half
+of ``medium-expert`` is the start of ``medium`` built with the same seed. Sizes: ``random``
+defaults to 100k transitions (the recipes' default dataset is built on first use and should
+be quick), the policy datasets to D4RL's 1M, ``medium-replay`` to the whole replay prefix.
+
 Scores use D4RL's reference returns (``../shared/reference/d4rl_ref_scores.md``), so they
-read like the papers' even though v5 is not D4RL's mujoco-py v2.
+read like the papers' even though v5 is not D4RL's mujoco-py v2. Every built dataset has
+``advrl.json`` beside minari's ``data/`` (see :func:`advrl.data.collect.read_record`).
 """
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
+import shlex
+import time
+from pathlib import Path
+
+import numpy as np
+
+from advrl.data.dataset import DatasetError
 
 ENVS = {
     "hopper": ("Hopper-v5", -20.272305, 3234.3),
     "halfcheetah": ("HalfCheetah-v5", -280.178953, 12135.0),
     "walker2d": ("Walker2d-v5", 1.629008, 4592.3),
 }
-DEFAULT_SIZE = 100_000
-_PATTERN = re.compile(r"^advrl/(?P<env>[a-z0-9]+)/(?P<kind>random)-v0$")
+KINDS: dict[str, tuple[str, ...]] = {  # kind -> behaviour levels, in collection order
+    "random": ("random",),
+    "medium": ("medium",),
+    "expert": ("expert",),
+    "medium-replay": ("medium",),
+    "medium-expert": ("medium", "expert"),
+    "random-medium": ("random", "medium"),
+    "random-expert": ("random", "expert"),
+    "random-medium-expert": ("random", "medium", "expert"),
+}
+DEFAULT_SIZE = 100_000  # advrl/<env>/random-v0, the recipes' default dataset, built on first use
+FULL_SIZE = 1_000_000  # D4RL's size: every other policy kind
+STREAMS = {"random": 0, "medium": 1, "expert": 2}
+REMOTE_ENVS = (
+    "ant",
+    "halfcheetah",
+    "hopper",
+    "humanoid",
+    "inverteddoublependulum",
+    "invertedpendulum",
+    "pusher",
+    "reacher",
+    "swimmer",
+    "walker2d",
+)
+REMOTE_LEVELS = ("medium", "expert")
+_PATTERN = re.compile(r"^advrl/(?P<env>[a-z0-9]+)/(?P<kind>[a-z-]+)-v0$")
+
+
+class UnknownDatasetError(DatasetError):
+    """An id advrl neither has locally nor can build."""
+
+
+def buildable_ids() -> list[str]:
+    return [f"advrl/{env}/{kind}-v0" for env in ENVS for kind in KINDS]
+
+
+def remote_ids() -> list[str]:
+    """Minari's MuJoCo ids on the Farama hub (Gymnasium v5, SB3 policies; need the network)."""
+    return [f"mujoco/{env}/{level}-v0" for env in REMOTE_ENVS for level in REMOTE_LEVELS]
+
+
+def parse(dataset_id: str) -> tuple[str, str]:
+    """``advrl/<env>/<kind>-v0`` -> (env, kind); unknown ids raise with close matches."""
+    match = _PATTERN.match(dataset_id)
+    if not match or match["env"] not in ENVS or match["kind"] not in KINDS:
+        raise unknown_id_error(dataset_id)
+    return match["env"], match["kind"]
 
 
 def is_buildable(dataset_id: str) -> bool:
     match = _PATTERN.match(dataset_id)
-    return bool(match) and match["env"] in ENVS
+    return bool(match) and match["env"] in ENVS and match["kind"] in KINDS
 
 
-def build(dataset_id: str, size: int = DEFAULT_SIZE, seed: int = 0) -> str:
-    from advrl.data.collect import collect_episodes, write_minari_dataset
+def unknown_id_error(dataset_id: str, candidates=(), what: str = "advrl cannot build") -> UnknownDatasetError:
+    pool = list(dict.fromkeys([*candidates, *buildable_ids()]))
+    close = difflib.get_close_matches(dataset_id, pool, n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    return UnknownDatasetError(
+        f"{what} {dataset_id!r}.{hint} Buildable ids are advrl/<env>/<kind>-v0 with env in {', '.join(ENVS)} "
+        f"and kind in {', '.join(KINDS)}; `advrl data list` shows what is local and buildable."
+    )
 
-    match = _PATTERN.match(dataset_id)
-    if not match or match["env"] not in ENVS:
-        known = ", ".join(f"advrl/{env}/random-v0" for env in ENVS)
-        raise KeyError(f"advrl cannot build {dataset_id!r}; buildable ids: {known}.")
-    env_id, ref_min, ref_max = ENVS[match["env"]]
-    episodes = collect_episodes(env_id, None, size, seed)
-    description = f"{size} transitions of a uniform-random policy on {env_id}, seed {seed}, built by advrl."
-    return write_minari_dataset(dataset_id, episodes, env_id, ref_min, ref_max, description, algorithm_name="uniform-random")
+
+def default_size(dataset_id: str) -> int | None:
+    """The size ``build`` uses when none is given (None: medium-replay's whole replay prefix)."""
+    _, kind = parse(dataset_id)
+    if kind == "medium-replay":
+        return None
+    return DEFAULT_SIZE if kind == "random" else FULL_SIZE
+
+
+def missing_policies(dataset_id: str, root=None) -> list[str]:
+    """The behaviour levels ``dataset_id`` needs that are not exported yet."""
+    from advrl.data import policies
+
+    env, kind = parse(dataset_id)
+    have = set(policies.available(env, root))
+    return [level for level in KINDS[kind] if level not in have]
+
+
+def build(
+    dataset_id: str,
+    size: int | None = None,
+    seed: int = 0,
+    proportions: dict[str, float] | None = None,
+    policies_root=None,
+    run_dir: str | os.PathLike | None = None,
+) -> str:
+    """Build ``dataset_id`` into the local Minari store; returns its path.
+
+    ``proportions`` (level -> share of transitions, summing to 1) overrides the equal shares
+    of a mixture kind; ``run_dir`` overrides the online run medium-replay reads (default: the
+    run recorded with the medium policy).
+    """
+    from advrl.data import policies
+    from advrl.data.collect import collect_episodes, dataset_path, renumber, stream_rng, write_minari_dataset
+    from advrl.data.mix import check_proportions, split_counts
+
+    env, kind = parse(dataset_id)
+    env_id, ref_min, ref_max = ENVS[env]
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DatasetError(f"The seed must be a non-negative integer, got {seed!r}.")
+    if size is not None and (not isinstance(size, (int, np.integer)) or size < 1):
+        raise DatasetError(f"The size must be a positive number of transitions, got {size!r}.")
+    path = dataset_path(dataset_id)
+    if os.path.exists(path):
+        raise DatasetError(
+            f"Dataset {dataset_id!r} already exists at {path}; delete that folder to rebuild it "
+            "(a different size or seed is a different dataset: keep both under different MINARI_DATASETS_PATH roots)."
+        )
+    levels = KINDS[kind]
+    for level in levels:
+        if level != "random" and not policies.policy_path(env, level, policies_root).is_file():
+            raise policies.missing_policy_error(env, level, policies_root)
+    started = time.perf_counter()
+
+    if kind == "medium-replay":
+        if proportions:
+            raise DatasetError("medium-replay is one run's replay buffer: it takes no proportions.")
+        episodes, sources = replay_episodes(env, size, run_dir, policies_root)
+    else:
+        if proportions is None:
+            shares = [1.0 / len(levels)] * len(levels)
+        else:
+            if len(levels) == 1:
+                raise DatasetError(f"{kind} is a single-policy dataset: proportions apply to mixtures only.")
+            extra = sorted(set(proportions) - set(levels))
+            lacking = [level for level in levels if level not in proportions]
+            if extra or lacking:
+                raise DatasetError(
+                    f"Proportions for {kind} must name exactly {', '.join(levels)}"
+                    + (f"; unknown {', '.join(extra)}" if extra else "")
+                    + (f"; missing {', '.join(lacking)}" if lacking else "")
+                    + "."
+                )
+            shares = check_proportions([(level, proportions[level]) for level in levels])
+        total = default_size(dataset_id) if size is None else int(size)
+        counts = split_counts(total, shares, [f"{level} share" for level in levels])
+        episodes, sources = [], []
+        for level, share, count in zip(levels, shares, counts):
+            stream = STREAMS[level]
+            rng = stream_rng(seed, stream) if level == "random" else None
+            policy = policies.load_policy(env, level, rng=rng, root=policies_root)
+            part = collect_episodes(env_id, policy, count, seed, stream=stream)
+            sources.append(
+                {
+                    "policy": level,
+                    "proportion": share,
+                    "transitions": count,
+                    "episodes": [len(episodes), len(episodes) + len(part)],
+                    "stream": stream,
+                    "policy_sha256": policies.file_sha256(env, level, policies_root) if level != "random" else None,
+                    "policy_record": policies.read_record(env, level, policies_root),
+                }
+            )
+            episodes.extend(part)
+        episodes = renumber(episodes)
+
+    n_steps = sum(len(e.rewards) for e in episodes)
+    command = ["advrl", "data", "make", dataset_id, "--seed", str(seed)]
+    if size is not None:
+        command += ["--size", str(size)]
+    if proportions:
+        command += ["--proportions", ",".join(f"{k}={v}" for k, v in proportions.items())]
+    record = dataset_record(dataset_id, env_id, episodes, sources, seed, n_steps, kind=kind, command=shlex.join(command))
+    what = " + ".join(f"{s.get('policy', 'replay')} {s['proportion']:.0%}" for s in sources)
+    description = summary_line(dataset_id, env_id, n_steps, len(episodes), what, seed, record["returns"])
+    algorithm = "advrl online replay buffer" if kind == "medium-replay" else f"advrl behaviour policies: {', '.join(levels)}"
+    return write_minari_dataset(
+        dataset_id, episodes, env_id, ref_min, ref_max, description, algorithm_name=algorithm, record=record, started=started
+    )
+
+
+def dataset_record(dataset_id, env_id, episodes, sources, seed, size, **extra) -> dict:
+    """advrl.json: what a dataset was built from, and its return statistics."""
+    import advrl
+    from advrl.data.collect import episode_return
+    from advrl.data.stats import return_stats
+
+    return {
+        "format": "advrl-dataset-v1",
+        "dataset_id": dataset_id,
+        "env_id": env_id,
+        **extra,
+        "size": int(size),
+        "episodes": len(episodes),
+        "seed": seed,
+        "sources": sources,
+        "returns": return_stats([episode_return(e) for e in episodes]),
+        "advrl_version": advrl.__version__,
+    }
+
+
+def summary_line(dataset_id, env_id, size, n_episodes, what, seed, returns) -> str:
+    return (
+        f"{dataset_id}: {size} transitions in {n_episodes} episodes on {env_id} from {what}, seed {seed}; "
+        f"episode return min/median/max {returns['min']:.1f}/{returns['median']:.1f}/{returns['max']:.1f}. "
+        "Built by advrl; build record in advrl.json beside data/."
+    )
+
+
+# ---- medium-replay ----------------------------------------------------------------------
+def replay_episodes(env: str, size: int | None, run_dir=None, policies_root=None) -> tuple[list, list]:
+    """The online run's replay buffer up to the medium policy's step, cut into episodes."""
+    from advrl.data import policies
+    from advrl.learner.checkpoint import CheckpointError, load_checkpoint
+
+    record = policies.read_record(env, "medium", policies_root)
+    if run_dir is None:
+        if not record.get("source_run"):
+            raise DatasetError(f"The medium policy record of {env} names no source run; pass run_dir (the online run).")
+        run_dir, step = Path(record["source_run"]), int(record["steps"])
+    else:
+        run_dir = Path(run_dir)
+        step = int(_load_step(policies.select_snapshot(run_dir, "medium")))
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    if not checkpoint.is_file():
+        raise DatasetError(
+            f"medium-replay reads the replay buffer of the online run {run_dir}, but {checkpoint} does not exist on this machine. "
+            f"Copy that run here, or pass the run directory (`advrl data make advrl/{env}/medium-replay-v0 --run RUN_DIR`)."
+        )
+    try:
+        state = load_checkpoint(checkpoint)
+    except CheckpointError as err:
+        raise DatasetError(str(err)) from err
+    replay = state.get("replay")
+    if not replay:
+        raise DatasetError(f"{checkpoint} holds no replay buffer: medium-replay needs an `advrl online` run.")
+    stored, added = int(replay["size"]), int(state["step"])
+    if added > stored:
+        raise DatasetError(
+            f"The replay buffer of {run_dir} wrapped around ({added} steps into {stored} slots): its first transitions "
+            "are gone. medium-replay needs a run with online.buffer_size >= online.steps."
+        )
+    if stored < step:
+        raise DatasetError(f"The checkpoint of {run_dir} is at step {added}, before the medium policy's step {step}.")
+    n = step if size is None else int(size)
+    if n > step:
+        raise DatasetError(f"medium-replay of {run_dir} has {step} transitions up to the medium step; --size {n} is larger.")
+    columns = {key: np.asarray(value[:n].numpy()) for key, value in replay["columns"].items()}
+    episodes = split_replay(columns)
+    source = {
+        "replay": True,
+        "proportion": 1.0,
+        "transitions": n,
+        "episodes": [0, len(episodes)],
+        "run": str(run_dir.resolve()),
+        "checkpoint": str(checkpoint.resolve()),
+        "medium_step": step,
+        "policy_record": record,
+    }
+    return episodes, [source]
+
+
+def _load_step(snapshot: Path) -> int:
+    import torch
+
+    return int(torch.load(snapshot, map_location="cpu", weights_only=False)["step"])
+
+
+def split_replay(columns: dict[str, np.ndarray]) -> list:
+    """Replay rows (insertion order) -> episode buffers. An episode ends at a terminal, a
+    truncation, a break in continuity (a resumed run restarts its episode) or the last row."""
+    from minari.data_collector import EpisodeBuffer
+
+    obs, next_obs = columns["observation"], columns["next.observation"]
+    terminated = columns["terminated"].astype(bool)
+    truncated = columns["truncated"].astype(bool)
+    n = len(terminated)
+    broken = np.zeros(n, dtype=bool)
+    if n > 1:
+        broken[:-1] = np.any(next_obs[:-1] != obs[1:], axis=1)
+    broken[-1] = True
+    ends = np.flatnonzero(terminated | truncated | broken)
+    episodes, start = [], 0
+    for end in ends:
+        stop = end + 1
+        terms = terminated[start:stop]
+        truncs = (truncated[start:stop] | broken[start:stop]) & ~terms
+        episodes.append(
+            EpisodeBuffer(
+                id=len(episodes),
+                observations=np.concatenate([obs[start:stop], next_obs[end : end + 1]]).astype(np.float64),
+                actions=columns["action"][start:stop].astype(np.float32),
+                rewards=[float(r) for r in columns["reward"][start:stop]],
+                terminations=[bool(t) for t in terms],
+                truncations=[bool(t) for t in truncs],
+            )
+        )
+        start = stop
+    return episodes

@@ -2,73 +2,149 @@
 
 The dataset is written under a temporary Minari root and moved into place with one
 ``rename``, so an interrupted build leaves nothing that loads as a complete dataset.
+advrl's own build record (``advrl.json``: behaviour policies, proportions, seed, return
+statistics) is written beside minari's ``data/`` folder inside that staging directory,
+so it appears together with the data or not at all.
+
+Determinism: episode ``k`` of collection stream ``s`` resets the environment with the seed
+``reset_seed(seed, s, k)`` (recorded per episode in the dataset), random actions come from
+a generator seeded with ``(seed, s)``, and policies run single-threaded, so the same
+policy, size and seed give the same arrays on the same machine.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np
 
 Policy = Callable[[np.ndarray], np.ndarray]
+RECORD_FILE = "advrl.json"
 
 
-def collect_episodes(env_id: str, policy: Policy | None, n_steps: int, seed: int) -> list:
+def reset_seed(seed: int, stream: int, episode: int) -> int:
+    """The environment seed of one episode: independent across streams and episodes."""
+    return int(np.random.SeedSequence([seed, stream, episode]).generate_state(1)[0])
+
+
+def stream_rng(seed: int, stream: int) -> np.random.Generator:
+    """The generator of a collection stream's random choices (uniform actions, episode picks)."""
+    return np.random.default_rng(np.random.SeedSequence([seed, stream, 2**31 - 1]))
+
+
+def uniform_policy(action_space: gym.spaces.Box, rng: np.random.Generator) -> Policy:
+    """Uniform actions in the action box from ``rng`` (one row per observation row)."""
+    low = np.asarray(action_space.low, dtype=np.float64)
+    high = np.asarray(action_space.high, dtype=np.float64)
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs)
+        shape = low.shape if obs.ndim <= 1 else (obs.shape[0], *low.shape)
+        return rng.uniform(low, high, size=shape).astype(np.float32)
+
+    return policy
+
+
+@contextlib.contextmanager
+def single_threaded():
+    """Run torch on one thread (bit-stable matmuls), restoring the previous setting."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def collect_episodes(env_id: str, policy: Policy | None, n_steps: int, seed: int, stream: int = 0) -> list:
     """Exactly ``n_steps`` transitions; the last episode is cut (truncated) at the budget.
 
-    ``policy`` None draws uniform random actions from the action space (seeded).
+    ``policy`` None draws uniform random actions (seeded by ``seed`` and ``stream``).
+    Episode ``k`` resets with ``reset_seed(seed, stream, k)``; ids count from 0.
     """
     from minari.data_collector import EpisodeBuffer
 
     env = gym.make(env_id)
-    env.action_space.seed(seed)
+    if policy is None:
+        policy = uniform_policy(env.action_space, stream_rng(seed, stream))
     episodes, steps, episode_id = [], 0, 0
-    obs, _ = env.reset(seed=seed)
-    while steps < n_steps:
-        observations, actions, rewards, terms, truncs = [obs], [], [], [], []
-        while True:
-            action = env.action_space.sample() if policy is None else np.asarray(policy(obs), dtype=np.float32)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            steps += 1
-            truncated = truncated or steps >= n_steps
-            observations.append(obs)
-            actions.append(action)
-            rewards.append(reward)
-            terms.append(terminated)
-            truncs.append(truncated and not terminated)
-            if terminated or truncated:
-                break
-        episodes.append(
-            EpisodeBuffer(
-                id=episode_id,
-                seed=seed if episode_id == 0 else None,
-                observations=np.asarray(observations, dtype=np.float64),
-                actions=np.asarray(actions, dtype=np.float32),
-                rewards=list(map(float, rewards)),
-                terminations=list(map(bool, terms)),
-                truncations=list(map(bool, truncs)),
+    with single_threaded():
+        while steps < n_steps:
+            episode_seed = reset_seed(seed, stream, episode_id)
+            obs, _ = env.reset(seed=episode_seed)
+            observations, actions, rewards, terms, truncs = [obs], [], [], [], []
+            while True:
+                action = np.asarray(policy(obs), dtype=np.float32)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                steps += 1
+                truncated = truncated or steps >= n_steps
+                observations.append(obs)
+                actions.append(action)
+                rewards.append(reward)
+                terms.append(terminated)
+                truncs.append(truncated and not terminated)
+                if terminated or truncated:
+                    break
+            episodes.append(
+                EpisodeBuffer(
+                    id=episode_id,
+                    seed=episode_seed,
+                    observations=np.asarray(observations, dtype=np.float64),
+                    actions=np.asarray(actions, dtype=np.float32),
+                    rewards=list(map(float, rewards)),
+                    terminations=list(map(bool, terms)),
+                    truncations=list(map(bool, truncs)),
+                )
             )
-        )
-        episode_id += 1
-        obs, _ = env.reset()
+            episode_id += 1
     env.close()
     return episodes
+
+
+def renumber(episodes: list, start: int = 0) -> list:
+    """Episode buffers with consecutive ids (minari stores ``episode_<id>`` in order)."""
+    return [dataclasses.replace(episode, id=start + i) for i, episode in enumerate(episodes)]
+
+
+def episode_length(episode) -> int:
+    return len(episode.rewards)
+
+
+def episode_return(episode) -> float:
+    return float(np.sum(np.asarray(episode.rewards, dtype=np.float64)))
 
 
 def write_minari_dataset(
     dataset_id: str,
     episodes: list,
-    env_id: str,
+    env_id,
     ref_min_score: float | None,
     ref_max_score: float | None,
     description: str,
     algorithm_name: str = "advrl",
+    record: dict | None = None,
+    started: float | None = None,
+    eval_env=None,
 ) -> str:
-    """Create ``dataset_id`` in the Minari store from episode buffers; returns its path."""
+    """Create ``dataset_id`` in the Minari store from episode buffers; returns its path.
+
+    ``env_id`` (and ``eval_env``, default the same) may be a Gymnasium id or EnvSpec.
+    ``record`` is written as ``advrl.json`` beside ``data/``, with ``build_seconds``
+    measured from ``started`` (a ``time.perf_counter()`` value) when given.
+    """
     import minari
     from minari.storage.datasets_root_dir import get_dataset_path
 
@@ -85,7 +161,7 @@ def write_minari_dataset(
             dataset_id=dataset_id,
             buffer=episodes,
             env=env_id,
-            eval_env=env_id,
+            eval_env=env_id if eval_env is None else eval_env,
             algorithm_name=algorithm_name,
             author="advrl",
             author_email="advrl@localhost",
@@ -94,6 +170,13 @@ def write_minari_dataset(
             ref_max_score=ref_max_score,
             description=description,
         )
+        if record is not None:
+            record = dict(record)
+            if started is not None:
+                record["build_seconds"] = round(time.perf_counter() - started, 3)
+            with open(os.path.join(staging, dataset_id, RECORD_FILE), "w") as handle:
+                json.dump(record, handle, indent=2, sort_keys=False)
+                handle.write("\n")
         os.makedirs(os.path.dirname(final), exist_ok=True)
         os.rename(os.path.join(staging, dataset_id), final)
     finally:
@@ -103,3 +186,18 @@ def write_minari_dataset(
             os.environ["MINARI_DATASETS_PATH"] = previous
         shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def dataset_path(dataset_id: str) -> str:
+    from minari.storage.datasets_root_dir import get_dataset_path
+
+    return os.path.join(str(get_dataset_path()), dataset_id)
+
+
+def read_record(dataset_id: str) -> dict | None:
+    """advrl's build record of a local dataset (None for datasets advrl did not build)."""
+    path = os.path.join(dataset_path(dataset_id), RECORD_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as handle:
+        return json.load(handle)

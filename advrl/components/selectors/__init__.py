@@ -1,3 +1,6 @@
 """Registered selectors."""
 
-from advrl.components.selectors import return_threshold  # noqa: F401
+from advrl.components.selectors import (
+    advantage_threshold,  # noqa: F401
+    return_threshold,  # noqa: F401
+)

@@ -1,3 +1,7 @@
 """Registered values."""
 
-from advrl.components.values import expectile  # noqa: F401
+from advrl.components.values import (
+    expectile,  # noqa: F401
+    td,  # noqa: F401
+    td_min,  # noqa: F401
+)

@@ -1,0 +1,38 @@
+"""A state-value net regressed onto the critic's TD target (A2PO's V head, Qing et al. 2024)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from advrl.component import Component, option
+from advrl.nn import mlp
+from advrl.registry import register
+
+
+@register("value", "td")
+class TDValue(Component):
+    """V(s) = MLP(s); loss = MSE(V(s), td_target), the target the critic term of the same
+    update wrote. In A2PO's code V is a head of the critic module trained on the same target
+    y = r + gamma min Q'(s', a*) with a* the decoded target-policy action, so V approximates
+    E_{a ~ D}[Q(s, a)]. Writes ``state_value`` (V(s) before this update, detached)."""
+
+    @dataclass
+    class Config:
+        hidden_sizes: list[int] = option([256, 256, 256], "widths of the hidden layers (A2PO: 3 x 256)")
+        activation: str = option("relu", "hidden activation")
+
+    reads = ("observation", "td_target")
+    writes = ("loss_value", "state_value")
+
+    def __init__(self, config: Config, spec):
+        super().__init__(config, spec)
+        self.net = mlp(spec.obs_dim, config.hidden_sizes, 1, config.activation)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).squeeze(-1)
+
+    def compute(self, td, step):
+        v = self(td["observation"])
+        return {"loss_value": ((v - td["td_target"].detach()) ** 2).mean(), "state_value": v.detach()}

@@ -1,0 +1,370 @@
+"""Behaviour policies of advrl's locally built datasets.
+
+A policy lives at ``<root>/<env>/<level>.pt`` (level ``medium`` or ``expert``; ``random``
+needs no file) with a record ``<root>/<env>/<level>.json`` saying where it came from (the
+online run, its seed and step, the command that trained it) and how good it is (return
+mean/std over 20 evaluation episodes). ``<root>`` is ``$ADVRL_POLICIES_PATH`` if set, else
+the package folder ``advrl/policies``.
+
+The ``.pt`` file is small and self-contained: the actor's registry name and config, its
+observation/action shapes, the observation normaliser of the run and a CPU float32
+state_dict without target networks. It loads with ``torch.load(weights_only=True)``.
+
+Levels follow D4RL: ``expert`` is the best snapshot of an online run, ``medium`` the
+snapshot whose evaluation return is closest to one third of the best one's
+(:func:`select_snapshot`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from advrl.data.dataset import DatasetError
+
+LEVELS = ("random", "medium", "expert")
+FILE_LEVELS = ("medium", "expert")
+FORMAT = "advrl-policy-v1"
+ENV_VAR = "ADVRL_POLICIES_PATH"
+TRAIN_RECIPE = "recipes/online/td3.yaml"
+_SNAPSHOT = re.compile(r"^step(\d+)\.pt$")
+
+
+class PolicyError(DatasetError):
+    """A behaviour policy that is missing, malformed or does not fit its environment."""
+
+
+# ---- where policies live ----------------------------------------------------------------
+def policies_root(root: str | os.PathLike | None = None) -> Path:
+    if root is not None:
+        return Path(root)
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    return Path(__file__).resolve().parent.parent / "policies"
+
+
+def _check(env: str, level: str) -> str:
+    from advrl.data.catalog import ENVS
+
+    if env not in ENVS:
+        raise PolicyError(f"Unknown environment {env!r} for behaviour policies; advrl knows {', '.join(ENVS)}.")
+    if level not in LEVELS:
+        raise PolicyError(f"Unknown policy level {level!r}; levels are {', '.join(LEVELS)}.")
+    return ENVS[env][0]
+
+
+def policy_path(env: str, level: str, root=None) -> Path:
+    return policies_root(root) / env / f"{level}.pt"
+
+
+def record_path(env: str, level: str, root=None) -> Path:
+    return policies_root(root) / env / f"{level}.json"
+
+
+def available(env: str, root=None) -> list[str]:
+    """The levels that can be rolled out for ``env`` here (``random`` always)."""
+    _check(env, "random")
+    return ["random"] + [level for level in FILE_LEVELS if policy_path(env, level, root).is_file()]
+
+
+def read_record(env: str, level: str, root=None) -> dict:
+    """The JSON record of a level (``random`` gets a synthetic one)."""
+    env_id = _check(env, level)
+    if level == "random":
+        return {"env": env, "env_id": env_id, "level": "random", "policy": "uniform random actions in the action box"}
+    path = record_path(env, level, root)
+    if not path.is_file():
+        raise missing_policy_error(env, level, root)
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def missing_policy_error(env: str, level: str, root=None) -> PolicyError:
+    from advrl.data.catalog import ENVS
+
+    env_id = ENVS[env][0]
+    pick = " --pick-snapshot" if level in FILE_LEVELS else ""
+    return PolicyError(
+        f"No {level} behaviour policy for {env} yet ({policy_path(env, level, root)} does not exist). "
+        f"Train it with `advrl online {TRAIN_RECIPE} online.env={env_id}` and export it with "
+        f"`advrl data export-policy RUN_DIR --env {env} --level {level}{pick}` "
+        f"(or set {ENV_VAR} to a folder that holds {env}/{level}.pt)."
+    )
+
+
+# ---- loading ----------------------------------------------------------------------------
+def load_policy(env: str, level: str, rng: np.random.Generator | None = None, root=None):
+    """A callable ``obs [obs_dim] or [N, obs_dim] -> action`` (numpy float32).
+
+    ``random`` draws uniform actions from ``rng`` (required, so the caller owns the seed);
+    ``medium``/``expert`` act deterministically with the stored actor on the CPU.
+    """
+    env_id = _check(env, level)
+    if level == "random":
+        if rng is None:
+            raise PolicyError("The random policy needs a seeded numpy Generator: load_policy(env, 'random', rng=np.random.default_rng(seed)).")
+        import gymnasium as gym
+
+        from advrl.data.collect import uniform_policy
+
+        probe = gym.make(env_id)
+        space = probe.action_space
+        probe.close()
+        return uniform_policy(space, rng)
+    path = policy_path(env, level, root)
+    if not path.is_file():
+        raise missing_policy_error(env, level, root)
+    return policy_from_file(path)
+
+
+def policy_from_file(path: str | os.PathLike):
+    """Build the deterministic policy stored in one exported ``.pt`` file."""
+    import torch
+
+    import advrl
+    from advrl.component import DataSpec
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise PolicyError(f"Behaviour policy {path} cannot be read ({type(err).__name__}: {err}); export it again.") from err
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise PolicyError(f"{path} is not an advrl behaviour policy (format {FORMAT}); export it with `advrl data export-policy`.")
+    spec = DataSpec(**state["spec"])
+    try:
+        actor = advrl.make("actor", state["actor"]["name"], spec=spec, **state["actor"]["config"])
+        actor.load_state_dict(state["state_dict"])
+    except Exception as err:
+        raise PolicyError(f"Behaviour policy {path} does not rebuild ({type(err).__name__}: {err}); export it again.") from err
+    actor.eval()
+    mean = state["normalizer"]["mean"].double().numpy()
+    std = state["normalizer"]["std"].double().numpy()
+
+    @torch.no_grad()
+    def policy(obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float64)
+        normalized = torch.as_tensor(((obs - mean) / std).astype(np.float32))
+        return actor.act(normalized).numpy().astype(np.float32)
+
+    policy.actor = actor
+    return policy
+
+
+# ---- snapshots of an online run ---------------------------------------------------------
+def list_snapshots(run_dir: str | os.PathLike) -> list[dict]:
+    """The run's actor snapshots: ``{"path", "step", "return_mean"}`` sorted by step."""
+    run_dir = Path(run_dir)
+    folder = run_dir / "snapshots"
+    if not folder.is_dir():
+        raise PolicyError(
+            f"{run_dir} has no snapshots/ folder: snapshots come from `advrl online` runs with online.snapshot_every > 0."
+        )
+    rows = []
+    for path in sorted(folder.iterdir()):
+        if not _SNAPSHOT.match(path.name):
+            continue
+        snap = _load_snapshot(path)
+        rows.append({"path": path, "step": int(snap["step"]), "return_mean": float(snap["evaluation"]["return_mean"])})
+        del snap
+    if not rows:
+        raise PolicyError(f"{folder} holds no step*.pt snapshots yet; let the online run reach its first snapshot.")
+    return sorted(rows, key=lambda row: row["step"])
+
+
+def select_snapshot(run_dir: str | os.PathLike, level: str) -> Path:
+    """D4RL's levels: ``expert`` = the best snapshot by evaluation return; ``medium`` = the
+    snapshot whose return is closest to one third of the best one's (earliest on ties)."""
+    rows = list_snapshots(run_dir)
+    best = max(rows, key=lambda row: (row["return_mean"], -row["step"]))
+    if level == "expert":
+        return best["path"]
+    if level == "medium":
+        target = best["return_mean"] / 3.0
+        return min(rows, key=lambda row: (abs(row["return_mean"] - target), row["step"]))["path"]
+    raise PolicyError(f"Snapshots are picked for levels medium and expert, not {level!r}.")
+
+
+def _load_snapshot(path: Path) -> dict:
+    import torch
+
+    try:
+        snap = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise PolicyError(f"Snapshot {path} is corrupt or incomplete ({type(err).__name__}: {err}).") from err
+    if not isinstance(snap, dict) or "actor" not in snap or "step" not in snap or "evaluation" not in snap:
+        raise PolicyError(f"{path} is not an advrl online snapshot (needs step, actor, evaluation).")
+    return snap
+
+
+# ---- export -----------------------------------------------------------------------------
+def export_policy(
+    source: str | os.PathLike,
+    env: str,
+    level: str,
+    episodes: int = 20,
+    root=None,
+    pick_snapshot: bool = False,
+    eval_seed: int = 0,
+    command: str | None = None,
+) -> dict:
+    """Export an online run's actor as the ``level`` behaviour policy of ``env``.
+
+    ``source`` is a snapshot file (``RUN/snapshots/stepNNNNNNNN.pt``) or a run directory: its
+    latest actor (``checkpoints/last.pt``), or with ``pick_snapshot`` the snapshot D4RL's rule
+    picks for ``level`` (:func:`select_snapshot`). The actor is evaluated for ``episodes``
+    episodes (reset seeds ``eval_seed + i``) and written with its record; returns the record.
+    """
+    import torch
+    from omegaconf import OmegaConf
+
+    import advrl
+    from advrl.component import DataSpec
+    from advrl.data import catalog
+    from advrl.data.dataset import DatasetInfo
+    from advrl.evaluation import evaluate
+
+    env_id = _check(env, level)
+    if level not in FILE_LEVELS:
+        raise PolicyError(f"Only levels {', '.join(FILE_LEVELS)} are exported; 'random' needs no file.")
+    if episodes < 1:
+        raise PolicyError(f"Evaluate the policy on at least one episode (got episodes={episodes}).")
+    source = Path(source)
+    if pick_snapshot:
+        if not source.is_dir():
+            raise PolicyError(f"--pick-snapshot needs a run directory, not the file {source}.")
+        source = select_snapshot(source, level)
+    if source.is_file():
+        run_dir = source.parent.parent
+    elif source.is_dir():
+        run_dir = source
+    else:
+        raise PolicyError(f"{source} is neither a snapshot file nor a run directory.")
+    recipe_file = run_dir / "recipe.yaml"
+    if not recipe_file.is_file():
+        raise PolicyError(f"{run_dir} is not an advrl run directory (no recipe.yaml); the actor's config comes from it.")
+    recipe = OmegaConf.load(recipe_file)
+    trained_env = OmegaConf.select(recipe, "online.env")
+    if trained_env is not None and trained_env != env_id:
+        raise PolicyError(f"The run {run_dir} trained on {trained_env}, not {env_id} ({env}); pass the --env it was trained on.")
+    normalizer = None  # online runs act on raw observations
+    if source.is_file():
+        snap = _load_snapshot(source)
+        actor_state, step, snapshot_eval = snap["actor"], int(snap["step"]), snap.get("evaluation")
+        slot = snap.get("slot") or OmegaConf.select(recipe, "eval.policy", default="actor")
+    else:
+        from advrl.learner.checkpoint import load_checkpoint
+        from advrl.learner.trainer import CHECKPOINT
+
+        state = load_checkpoint(run_dir / CHECKPOINT)
+        slot = OmegaConf.select(recipe, "eval.policy", default="actor")
+        if slot not in state["components"]:
+            raise PolicyError(f"The checkpoint of {run_dir} has no component {slot!r} (the recipe's eval.policy).")
+        actor_state, step, snapshot_eval = state["components"][slot], int(state["step"]), None
+        normalizer = state.get("normalizer")
+    if slot not in recipe.get("components", {}):
+        raise PolicyError(f"{recipe_file} has no components.{slot}: cannot rebuild the actor.")
+    entry = OmegaConf.to_container(recipe.components[slot], resolve=True)
+    name = entry.pop("name")
+    entry.pop("kind", None)
+    if "target" in entry:
+        entry["target"] = False  # acting never uses the target copy
+
+    probe = __import__("gymnasium").make(env_id)
+    high = np.asarray(probe.action_space.high, dtype=np.float64)
+    spec = DataSpec(int(probe.observation_space.shape[0]), int(probe.action_space.shape[0]), float(high.flat[0]))
+    probe.close()
+    actor = advrl.make("actor", name, spec=spec, **entry)
+    wanted = actor.state_dict()
+    clean = {k: v.detach().cpu().to(torch.float32) if v.is_floating_point() else v.detach().cpu() for k, v in actor_state.items() if k in wanted}
+    missing = sorted(set(wanted) - set(clean))
+    if missing:
+        raise PolicyError(f"The actor state of {source} lacks {missing[:4]}: it does not match components.{slot} of {recipe_file}.")
+    try:
+        actor.load_state_dict(clean)
+    except RuntimeError as err:
+        raise PolicyError(f"The actor state of {source} does not fit {spec} ({err}).") from err
+    if normalizer is None:
+        normalizer = {"mean": torch.zeros(spec.obs_dim), "std": torch.ones(spec.obs_dim)}
+    payload = {
+        "format": FORMAT,
+        "env": env,
+        "env_id": env_id,
+        "level": level,
+        "actor": {"name": name, "config": entry},
+        "spec": {"obs_dim": spec.obs_dim, "action_dim": spec.action_dim, "max_action": spec.max_action},
+        "normalizer": {k: v.detach().cpu().to(torch.float32).clone() for k, v in normalizer.items()},
+        "state_dict": clean,
+    }
+
+    folder = policies_root(root) / env
+    folder.mkdir(parents=True, exist_ok=True)
+    pt_tmp = _temporary(folder, f"{level}.pt")
+    torch.save(payload, pt_tmp)
+    try:
+        policy = policy_from_file(pt_tmp)
+        _, ref_min, ref_max = catalog.ENVS[env]
+        info = DatasetInfo(f"policy:{env}/{level}", spec.obs_dim, spec.action_dim, spec.max_action, 0, 0, ref_min, ref_max, env_id)
+        result = evaluate(policy, lambda: __import__("gymnasium").make(env_id), episodes, eval_seed, info)
+        record = {
+            "env": env,
+            "env_id": env_id,
+            "level": level,
+            "return_mean": result["return_mean"],
+            "return_std": result["return_std"],
+            "score_mean": result.get("score_mean"),
+            "length_mean": result["length_mean"],
+            "eval_episodes": episodes,
+            "eval_seed": eval_seed,
+            "seed": int(recipe.get("seed", 0)),
+            "steps": step,
+            "source_run": str(run_dir.resolve()),
+            "source": str(source.resolve()),
+            "snapshot_evaluation": snapshot_eval,
+            "actor": {"name": name, "config": entry},
+            "command": f"advrl online {run_dir.resolve() / 'recipe.yaml'}",
+            "train_steps": OmegaConf.select(recipe, "online.steps"),
+            "export_command": command
+            or shlex.join(
+                ["advrl", "data", "export-policy", str(source), "--env", env, "--level", level, "--episodes", str(episodes)]
+            ),
+            "sha256": _sha256(pt_tmp),
+            "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        json_tmp = _temporary(folder, f"{level}.json")
+        with open(json_tmp, "w") as handle:
+            json.dump(record, handle, indent=2)
+            handle.write("\n")
+        for tmp, final in ((pt_tmp, policy_path(env, level, root)), (json_tmp, record_path(env, level, root))):
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; these files are meant to be committed
+            os.replace(tmp, final)
+    finally:
+        for tmp in folder.glob(f".{level}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+    return record
+
+
+def _temporary(folder: Path, name: str) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{name.split('.')[0]}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(env: str, level: str, root=None) -> str | None:
+    path = policy_path(env, level, root)
+    return _sha256(path) if path.is_file() else None
