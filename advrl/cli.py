@@ -123,7 +123,7 @@ def cmd_data(args) -> int:
         print(f"\nbuildable here (advrl data make ID; policies from {policies.policies_root(root)}):")
         for dataset_id in catalog.buildable_ids():
             missing = catalog.missing_policies(dataset_id, root)
-            status = "built" if dataset_id in local else ("ready" if not missing else f"needs the {' and '.join(missing)} policy")
+            status = "built" if dataset_id in local else ("ready" if not missing else f"needs the {' and '.join(missing)} polic{'ies' if len(missing) > 1 else 'y'}")
             print(f"  {dataset_id:42s} {status}")
         print("\nbehaviour policies:")
         for env in catalog.ENVS:
@@ -150,8 +150,10 @@ def cmd_data(args) -> int:
                 if not sep:
                     raise DatasetError(f"--proportions takes LEVEL=SHARE,... (e.g. random=0.25,medium=0.75), got {args.proportions!r}.")
                 proportions[level.strip()] = parse_source(f"{level.strip()}:{share}")[1]
-        print(f"advrl: building {args.id} ...", file=sys.stderr)
-        path = catalog.build(args.id, size=args.size, seed=args.seed, proportions=proportions, policies_root=root, run_dir=args.run)
+        path = catalog.build(
+            args.id, size=args.size, seed=args.seed, proportions=proportions, policies_root=root, run_dir=args.run,
+            log=lambda message: print(f"advrl: {message}", file=sys.stderr, flush=True),
+        )
         record = read_record(args.id) or {}
         print(json.dumps({"id": args.id, "path": path, **{k: record.get(k) for k in ("size", "episodes", "seed", "returns", "build_seconds")}}))
         return 0
@@ -193,7 +195,9 @@ def cmd_data(args) -> int:
     summary["path"] = dataset_path(args.id)
     summary["env_spec"] = getattr(ds.spec.env_spec, "id", None)
     spec = info.eval_env_spec
-    summary["eval_env_spec"] = getattr(spec, "id", spec if isinstance(spec, str) else None)
+    if isinstance(spec, str) and spec.lstrip().startswith("{"):
+        spec = json.loads(spec).get("id")  # minari keeps it as the EnvSpec's JSON
+    summary["eval_env_spec"] = getattr(spec, "id", spec)
     summary["returns"] = stats.return_stats(returns)
     summary["histogram"] = stats.histogram(returns).splitlines()
     summary["metadata"] = {k: metadata.get(k) for k in keep if k in metadata}
@@ -211,8 +215,13 @@ def cmd_data(args) -> int:
     print(f"  reference returns {info.ref_min_score} .. {info.ref_max_score}")
     print(f"  {summary['metadata'].get('description', '')}")
     print("\n" + stats.histogram(returns))
-    if summary["advrl"]:
-        print("\nadvrl.json:\n" + json.dumps(summary["advrl"], indent=2))
+    record = summary["advrl"]
+    if record:
+        print(f"\nadvrl.json: {record.get('kind')}, seed {record.get('seed')}, built in {record.get('build_seconds')} s by `{record.get('command')}`")
+        for source in record.get("sources", []):
+            name = source.get("dataset") or source.get("policy") or f"replay of {source.get('run')} up to step {source.get('medium_step')}"
+            first, stop = source["episodes"]
+            print(f"  {name:40s} {source['proportion']:7.1%} {source['transitions']:>9} transitions  episodes {first}..{stop - 1}")
     if args.png:
         print(f"\nhistogram written to {args.png}")
     return 0

@@ -150,6 +150,10 @@ class Component(nn.Module):
     def is_term(self) -> bool:
         return type(self).compute is not Component.compute
 
+    def prepare(self, data, context: dict) -> None:
+        """Called once before training with the offline data (e.g. to pre-train and cache
+        per-transition labels). ``context`` holds ``seed`` and ``device``. Default: nothing."""
+
     def update_targets(self, tau: float) -> None:
         raise TypeError(f"{self.kind} {self.name!r} has no target network to update.")
 

@@ -117,7 +117,7 @@ def _int_mul(value, factor) -> int:
 
 
 if not OmegaConf.has_resolver("int_mul"):
-    OmegaConf.register_new_resolver("int_mul", _int_mul)  # ${int_mul:${train.steps},0.2}
+    OmegaConf.register_resolver("int_mul", _int_mul)  # ${int_mul:${train.steps},0.2}
 
 
 # ---- loading -------------------------------------------------------------------------------

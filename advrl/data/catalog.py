@@ -128,16 +128,17 @@ def build(
     proportions: dict[str, float] | None = None,
     policies_root=None,
     run_dir: str | os.PathLike | None = None,
+    log=None,
 ) -> str:
     """Build ``dataset_id`` into the local Minari store; returns its path.
 
     ``proportions`` (level -> share of transitions, summing to 1) overrides the equal shares
     of a mixture kind; ``run_dir`` overrides the online run medium-replay reads (default: the
-    run recorded with the medium policy).
+    run recorded with the medium policy); ``log`` (a callable taking a message) hears progress.
     """
     from advrl.data import policies
     from advrl.data.collect import collect_episodes, dataset_path, renumber, stream_rng, write_minari_dataset
-    from advrl.data.mix import check_proportions, split_counts
+    from advrl.data.mix import split_counts
 
     env, kind = parse(dataset_id)
     env_id, ref_min, ref_max = ENVS[env]
@@ -151,36 +152,25 @@ def build(
             f"Dataset {dataset_id!r} already exists at {path}; delete that folder to rebuild it "
             "(a different size or seed is a different dataset: keep both under different MINARI_DATASETS_PATH roots)."
         )
+    if run_dir is not None and kind != "medium-replay":
+        raise DatasetError(f"run_dir (--run) applies to medium-replay only, not {kind}.")
     levels = KINDS[kind]
+    shares = _shares(kind, levels, proportions)
     for level in levels:
-        if level != "random" and not policies.policy_path(env, level, policies_root).is_file():
+        if not policies.has(env, level, policies_root):
             raise policies.missing_policy_error(env, level, policies_root)
     started = time.perf_counter()
+    log = log or (lambda message: None)
 
     if kind == "medium-replay":
-        if proportions:
-            raise DatasetError("medium-replay is one run's replay buffer: it takes no proportions.")
+        log(f"{dataset_id}: reading the replay buffer of the medium policy's online run")
         episodes, sources = replay_episodes(env, size, run_dir, policies_root)
     else:
-        if proportions is None:
-            shares = [1.0 / len(levels)] * len(levels)
-        else:
-            if len(levels) == 1:
-                raise DatasetError(f"{kind} is a single-policy dataset: proportions apply to mixtures only.")
-            extra = sorted(set(proportions) - set(levels))
-            lacking = [level for level in levels if level not in proportions]
-            if extra or lacking:
-                raise DatasetError(
-                    f"Proportions for {kind} must name exactly {', '.join(levels)}"
-                    + (f"; unknown {', '.join(extra)}" if extra else "")
-                    + (f"; missing {', '.join(lacking)}" if lacking else "")
-                    + "."
-                )
-            shares = check_proportions([(level, proportions[level]) for level in levels])
         total = default_size(dataset_id) if size is None else int(size)
-        counts = split_counts(total, shares, [f"{level} share" for level in levels])
+        counts = split_counts(total, shares, [f"the {level} share" for level in levels])
         episodes, sources = [], []
         for level, share, count in zip(levels, shares, counts):
+            log(f"{dataset_id}: collecting {count} transitions with the {level} policy")
             stream = STREAMS[level]
             rng = stream_rng(seed, stream) if level == "random" else None
             policy = policies.load_policy(env, level, rng=rng, root=policies_root)
@@ -212,6 +202,27 @@ def build(
     return write_minari_dataset(
         dataset_id, episodes, env_id, ref_min, ref_max, description, algorithm_name=algorithm, record=record, started=started
     )
+
+
+def _shares(kind: str, levels: tuple[str, ...], proportions: dict[str, float] | None) -> list[float]:
+    from advrl.data.mix import check_proportions
+
+    if proportions is None:
+        return [1.0 / len(levels)] * len(levels)
+    if kind == "medium-replay":
+        raise DatasetError("medium-replay is one run's replay buffer: it takes no proportions.")
+    if len(levels) == 1:
+        raise DatasetError(f"{kind} is a single-policy dataset: proportions apply to mixtures only.")
+    extra = sorted(set(proportions) - set(levels))
+    lacking = [level for level in levels if level not in proportions]
+    if extra or lacking:
+        raise DatasetError(
+            f"Proportions for {kind} must name exactly {', '.join(levels)}"
+            + (f"; unknown {', '.join(extra)}" if extra else "")
+            + (f"; missing {', '.join(lacking)}" if lacking else "")
+            + "."
+        )
+    return check_proportions([(level, proportions[level]) for level in levels])
 
 
 def dataset_record(dataset_id, env_id, episodes, sources, seed, size, **extra) -> dict:

@@ -29,6 +29,7 @@ DATASET_KEYS = (
     "episode",
     "episode_return",
     "return_to_go",
+    "index",  # position of the transition in the dataset (per-transition caches, e.g. trust labels)
 )
 
 
@@ -113,7 +114,7 @@ def _box_dim(space, what: str, dataset_id: str) -> int:
 
 def read_episodes(ds) -> dict[str, np.ndarray]:
     """All transitions of a Minari dataset as flat numpy columns (float32), episode by episode."""
-    columns: dict[str, list[np.ndarray]] = {key: [] for key in DATASET_KEYS}
+    columns: dict[str, list[np.ndarray]] = {key: [] for key in DATASET_KEYS if key != "index"}
     for index, episode in enumerate(ds.iterate_episodes()):
         obs = np.asarray(episode.observations, dtype=np.float32)
         rewards = np.asarray(episode.rewards, dtype=np.float32)
@@ -132,7 +133,9 @@ def read_episodes(ds) -> dict[str, np.ndarray]:
         columns["episode_return"].append(np.full(length, returns_to_go[0], dtype=np.float32))
     if not columns["reward"]:
         raise DatasetError(f"Dataset {ds.spec.dataset_id!r} has no transitions.")
-    return {key: np.concatenate(parts) for key, parts in columns.items()}
+    flat = {key: np.concatenate(parts) for key, parts in columns.items()}
+    flat["index"] = np.arange(len(flat["reward"]), dtype=np.int64)
+    return flat
 
 
 def dataset_info(ds) -> DatasetInfo:
@@ -226,7 +229,8 @@ class OfflineData:
         unknown = [k for k in keys if k not in DATASET_KEYS]
         if unknown:
             raise DatasetError(f"Unknown dataset keys {unknown}; the dataset provides {', '.join(DATASET_KEYS)}.")
-        self._flat = [(k, self.transitions[k]) for k in keys if "." not in k]
+        self._with_index = "index" in keys
+        self._flat = [(k, self.transitions[k]) for k in keys if "." not in k and k != "index"]
         self._next = [(k.split(".", 1)[1], self.transitions[tuple(k.split("."))]) for k in keys if k.startswith("next.")]
 
     def sample(self, batch_size: int) -> TensorDict:
@@ -234,6 +238,8 @@ class OfflineData:
         # index_select + unchecked construction: about half the cost of TensorDict indexing,
         # which matters at a few thousand updates per second
         batch = {key: torch.index_select(value, 0, idx) for key, value in self._flat}
+        if self._with_index:
+            batch["index"] = idx
         if self._next:
             batch["next"] = _unchecked_tensordict(
                 {key: torch.index_select(value, 0, idx) for key, value in self._next}, batch_size, self.device
@@ -275,6 +281,7 @@ def load_offline_data(dataset_cfg, data_cfg, device: torch.device) -> OfflineDat
             "episode": torch.from_numpy(columns["episode"]),
             "episode_return": torch.from_numpy(columns["episode_return"]),
             "return_to_go": torch.from_numpy(columns["return_to_go"]),
+            "index": torch.from_numpy(columns["index"]),
         },
         batch_size=[len(rewards)],
     ).to(device)

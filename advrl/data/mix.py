@@ -67,8 +67,13 @@ def parse_source(text: str) -> tuple[str, float]:
 
 
 def _space_signature(space) -> tuple:
-    return (type(space).__name__, tuple(getattr(space, "shape", ()) or ()), str(getattr(space, "dtype", "")),
-            np.asarray(getattr(space, "low", 0.0)).tolist(), np.asarray(getattr(space, "high", 0.0)).tolist())
+    return (
+        type(space).__name__,
+        tuple(getattr(space, "shape", ()) or ()),
+        str(getattr(space, "dtype", "")),
+        np.asarray(getattr(space, "low", 0.0)).tolist(),
+        np.asarray(getattr(space, "high", 0.0)).tolist(),
+    )
 
 
 def _env_id(ds) -> str | None:
@@ -96,7 +101,9 @@ def mix(
     try:
         parse_dataset_id(new_id)
     except ValueError:
-        raise DatasetError(f"New dataset id {new_id!r} is malformed: use namespace/name-v0, e.g. advrl/hopper/my-mix-v0.") from None
+        raise DatasetError(
+            f"New dataset id {new_id!r} is malformed: use namespace/name-v0, e.g. advrl/hopper/my-mix-v0."
+        ) from None
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DatasetError(f"The seed must be a non-negative integer, got {seed!r}.")
     if size is not None and (not isinstance(size, (int, np.integer)) or size < 1):
@@ -134,13 +141,17 @@ def mix(
                     f"({getattr(first.spec, what)} vs {getattr(ds.spec, what)}). Mix datasets of one environment."
                 )
 
+    if first.spec.env_spec is None:
+        raise DatasetError(f"{names[0]} records no environment spec; advrl mixes datasets of Gymnasium environments only.")
     totals = [int(ds.total_steps) for ds in datasets]
     if size is None:
         size = min(int(math.floor(total / share + 1e-9)) for total, share in zip(totals, shares))
     counts = split_counts(int(size), shares, names)
     short = [f"{name} has {total} but needs {count}" for name, total, count in zip(names, totals, counts) if count > total]
     if short:
-        raise DatasetError(f"Not enough transitions for size {size}: {'; '.join(short)}. Lower --size (or omit it for the largest possible).")
+        raise DatasetError(
+            f"Not enough transitions for size {size}: {'; '.join(short)}. Lower --size (or omit it for the largest possible)."
+        )
 
     episodes, records = [], []
     for index, (name, ds, share, count) in enumerate(zip(names, datasets, shares, counts)):
@@ -174,17 +185,27 @@ def mix(
     metadata = first.storage.metadata
     env_spec = first.spec.env_spec
     eval_spec = getattr(first, "_eval_env_spec", None) or env_spec  # minari keeps it only privately
-    env_arg = env_spec if env_spec is not None else None
-    command = ["advrl", "data", "mix", *(f"{n}:{s:g}" for n, s in zip(names, shares)), "--id", new_id, "--size", str(size), "--seed", str(seed)]
-    record = catalog.dataset_record(new_id, getattr(env_spec, "id", None), episodes, records, seed, size, kind="mix", command=shlex.join(command))
+    command = [
+        "advrl",
+        "data",
+        "mix",
+        *(f"{n}:{s!r}" for n, s in zip(names, shares)),
+        "--id",
+        new_id,
+        "--size",
+        str(size),
+        "--seed",
+        str(seed),
+    ]
+    record = catalog.dataset_record(
+        new_id, getattr(env_spec, "id", None), episodes, records, seed, size, kind="mix", command=shlex.join(command)
+    )
     what = " + ".join(f"{n} {s:.0%}" for n, s in zip(names, shares))
     description = catalog.summary_line(new_id, getattr(env_spec, "id", "?"), size, len(episodes), what, seed, record["returns"])
-    if env_arg is None:
-        raise DatasetError(f"{names[0]} records no environment spec; advrl mixes datasets of Gymnasium environments only.")
     return write_minari_dataset(
         new_id,
         episodes,
-        env_arg,
+        env_spec,
         metadata.get("ref_min_score"),
         metadata.get("ref_max_score"),
         description,

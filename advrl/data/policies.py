@@ -23,7 +23,7 @@ import os
 import re
 import shlex
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -69,10 +69,15 @@ def record_path(env: str, level: str, root=None) -> Path:
     return policies_root(root) / env / f"{level}.json"
 
 
+def has(env: str, level: str, root=None) -> bool:
+    """Whether ``level`` can be rolled out for ``env`` here (its .pt and .json both exist)."""
+    _check(env, level)
+    return level == "random" or (policy_path(env, level, root).is_file() and record_path(env, level, root).is_file())
+
+
 def available(env: str, root=None) -> list[str]:
     """The levels that can be rolled out for ``env`` here (``random`` always)."""
-    _check(env, "random")
-    return ["random"] + [level for level in FILE_LEVELS if policy_path(env, level, root).is_file()]
+    return [level for level in LEVELS if has(env, level, root)]
 
 
 def read_record(env: str, level: str, root=None) -> dict:
@@ -81,7 +86,7 @@ def read_record(env: str, level: str, root=None) -> dict:
     if level == "random":
         return {"env": env, "env_id": env_id, "level": "random", "policy": "uniform random actions in the action box"}
     path = record_path(env, level, root)
-    if not path.is_file():
+    if not has(env, level, root):
         raise missing_policy_error(env, level, root)
     with open(path) as handle:
         return json.load(handle)
@@ -93,7 +98,7 @@ def missing_policy_error(env: str, level: str, root=None) -> PolicyError:
     env_id = ENVS[env][0]
     pick = " --pick-snapshot" if level in FILE_LEVELS else ""
     return PolicyError(
-        f"No {level} behaviour policy for {env} yet ({policy_path(env, level, root)} does not exist). "
+        f"No {level} behaviour policy for {env} yet ({policy_path(env, level, root)} and its .json record are not both there). "
         f"Train it with `advrl online {TRAIN_RECIPE} online.env={env_id}` and export it with "
         f"`advrl data export-policy RUN_DIR --env {env} --level {level}{pick}` "
         f"(or set {ENV_VAR} to a folder that holds {env}/{level}.pt)."
@@ -110,7 +115,9 @@ def load_policy(env: str, level: str, rng: np.random.Generator | None = None, ro
     env_id = _check(env, level)
     if level == "random":
         if rng is None:
-            raise PolicyError("The random policy needs a seeded numpy Generator: load_policy(env, 'random', rng=np.random.default_rng(seed)).")
+            raise PolicyError(
+                "The random policy needs a seeded numpy Generator: load_policy(env, 'random', rng=np.random.default_rng(seed))."
+            )
         import gymnasium as gym
 
         from advrl.data.collect import uniform_policy
@@ -119,10 +126,9 @@ def load_policy(env: str, level: str, rng: np.random.Generator | None = None, ro
         space = probe.action_space
         probe.close()
         return uniform_policy(space, rng)
-    path = policy_path(env, level, root)
-    if not path.is_file():
+    if not has(env, level, root):
         raise missing_policy_error(env, level, root)
-    return policy_from_file(path)
+    return policy_from_file(policy_path(env, level, root))
 
 
 def policy_from_file(path: str | os.PathLike):
@@ -137,7 +143,9 @@ def policy_from_file(path: str | os.PathLike):
     except Exception as err:
         raise PolicyError(f"Behaviour policy {path} cannot be read ({type(err).__name__}: {err}); export it again.") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise PolicyError(f"{path} is not an advrl behaviour policy (format {FORMAT}); export it with `advrl data export-policy`.")
+        raise PolicyError(
+            f"{path} is not an advrl behaviour policy (format {FORMAT}); export it with `advrl data export-policy`."
+        )
     spec = DataSpec(**state["spec"])
     try:
         actor = advrl.make("actor", state["actor"]["name"], spec=spec, **state["actor"]["config"])
@@ -173,7 +181,6 @@ def list_snapshots(run_dir: str | os.PathLike) -> list[dict]:
             continue
         snap = _load_snapshot(path)
         rows.append({"path": path, "step": int(snap["step"]), "return_mean": float(snap["evaluation"]["return_mean"])})
-        del snap
     if not rows:
         raise PolicyError(f"{folder} holds no step*.pt snapshots yet; let the online run reach its first snapshot.")
     return sorted(rows, key=lambda row: row["step"])
@@ -222,6 +229,7 @@ def export_policy(
     picks for ``level`` (:func:`select_snapshot`). The actor is evaluated for ``episodes``
     episodes (reset seeds ``eval_seed + i``) and written with its record; returns the record.
     """
+    import gymnasium as gym
     import torch
     from omegaconf import OmegaConf
 
@@ -277,16 +285,22 @@ def export_policy(
     if "target" in entry:
         entry["target"] = False  # acting never uses the target copy
 
-    probe = __import__("gymnasium").make(env_id)
+    probe = gym.make(env_id)
     high = np.asarray(probe.action_space.high, dtype=np.float64)
     spec = DataSpec(int(probe.observation_space.shape[0]), int(probe.action_space.shape[0]), float(high.flat[0]))
     probe.close()
     actor = advrl.make("actor", name, spec=spec, **entry)
     wanted = actor.state_dict()
-    clean = {k: v.detach().cpu().to(torch.float32) if v.is_floating_point() else v.detach().cpu() for k, v in actor_state.items() if k in wanted}
+    clean = {
+        k: v.detach().cpu().to(torch.float32) if v.is_floating_point() else v.detach().cpu()
+        for k, v in actor_state.items()
+        if k in wanted
+    }
     missing = sorted(set(wanted) - set(clean))
     if missing:
-        raise PolicyError(f"The actor state of {source} lacks {missing[:4]}: it does not match components.{slot} of {recipe_file}.")
+        raise PolicyError(
+            f"The actor state of {source} lacks {missing[:4]}: it does not match components.{slot} of {recipe_file}."
+        )
     try:
         actor.load_state_dict(clean)
     except RuntimeError as err:
@@ -311,8 +325,10 @@ def export_policy(
     try:
         policy = policy_from_file(pt_tmp)
         _, ref_min, ref_max = catalog.ENVS[env]
-        info = DatasetInfo(f"policy:{env}/{level}", spec.obs_dim, spec.action_dim, spec.max_action, 0, 0, ref_min, ref_max, env_id)
-        result = evaluate(policy, lambda: __import__("gymnasium").make(env_id), episodes, eval_seed, info)
+        info = DatasetInfo(
+            f"policy:{env}/{level}", spec.obs_dim, spec.action_dim, spec.max_action, 0, 0, ref_min, ref_max, env_id
+        )
+        result = evaluate(policy, lambda: gym.make(env_id), episodes, eval_seed, info)
         record = {
             "env": env,
             "env_id": env_id,
@@ -336,7 +352,7 @@ def export_policy(
                 ["advrl", "data", "export-policy", str(source), "--env", env, "--level", level, "--episodes", str(episodes)]
             ),
             "sha256": _sha256(pt_tmp),
-            "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "exported": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         json_tmp = _temporary(folder, f"{level}.json")
         with open(json_tmp, "w") as handle:

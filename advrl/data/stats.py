@@ -13,7 +13,9 @@ def episode_returns(ds) -> np.ndarray:
         import minari
 
         ds = minari.load_dataset(ds, download=False)
-    returns = [float(np.sum(np.asarray(ep["rewards"], dtype=np.float64))) for ep in ds.storage.get_episodes(range(ds.total_episodes))]
+    returns = [
+        float(np.sum(np.asarray(ep["rewards"], dtype=np.float64))) for ep in ds.storage.get_episodes(range(ds.total_episodes))
+    ]
     return np.asarray(returns, dtype=np.float64)
 
 

@@ -89,6 +89,8 @@ class Trainer:
             component.to(self.device)
         self.updates, dataset_reads = build_updates(recipe, self.components, self.device, self.data.keys)
         self.data.select(sorted(dataset_reads))
+        for component in self.components.values():
+            component.prepare(self.data, {"seed": int(recipe.seed), "device": self.device})
         if recipe.eval.policy not in self.components or not hasattr(self.components[recipe.eval.policy], "act"):
             raise RecipeError(f"eval.policy names {recipe.eval.policy!r}, which is not an actor slot of the recipe.")
         self.actor = self.components[recipe.eval.policy]

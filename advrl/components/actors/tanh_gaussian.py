@@ -67,6 +67,26 @@ class TanhGaussianActor(Component):
         u = torch.atanh(squashed)
         return self._log_prob_pre_tanh(u, mean, log_std) - math.log(self.spec.max_action) * u.shape[-1]
 
+    def per_dim_log_prob(self, obs: torch.Tensor, action: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+        """log-density of each action dimension [..., A] (the policy factorises over dims)."""
+        mean, log_std = self._mean_log_std(obs)
+        u = torch.atanh((action / self.spec.max_action).clamp(-1 + eps, 1 - eps))
+        gauss = -0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+        jacobian = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+        return gauss - jacobian - math.log(self.spec.max_action)
+
+    def threshold_log_prob(self, obs: torch.Tensor, n) -> torch.Tensor:
+        """SSAR's C_n per dimension: min(log p(a+), log p(a-)), a+- = tanh(mu +- n sigma) clamped
+        to +-0.99999 and kept within +-0.1 n of tanh(mu) (SSAR action_selection.py)."""
+        mean, log_std = self._mean_log_std(obs)
+        center = torch.tanh(mean)
+        spread = n * log_std.exp()
+        bound = 0.1 * n
+        upper = torch.minimum(torch.tanh(mean + spread).clamp(-0.99999, 0.99999), center + bound)
+        lower = torch.maximum(torch.tanh(mean - spread).clamp(-0.99999, 0.99999), center - bound)
+        scale = self.spec.max_action
+        return torch.minimum(self.per_dim_log_prob(obs, upper * scale), self.per_dim_log_prob(obs, lower * scale))
+
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         mean, _ = self._mean_log_std(obs)
         return self.spec.max_action * torch.tanh(mean)

@@ -18,7 +18,8 @@ class CQLPenalty(Component):
     with importance sampling each sample is corrected by its log-density.
     loss = alpha * sum_i mean_B( c(s) * clip(diff_i, diff_min, diff_max) ).
 
-    ``coefficient_key`` names a per-sample coefficient (SSAR's beta(s)); null means 1.
+    ``coefficient_key`` names a per-sample coefficient (SSAR's beta(s)) and ``mask_key`` a 0/1
+    selection (SSAR's loosen_bound: no penalty on untrusted states); null means 1.
     """
 
     @dataclass
@@ -32,8 +33,9 @@ class CQLPenalty(Component):
         diff_min: float = option(float("-inf"), "lower clip of the per-sample penalty")
         diff_max: float = option(float("inf"), "upper clip of the per-sample penalty")
         coefficient_key: str | None = option(None, "batch key of a per-sample coefficient; null: 1")
+        mask_key: str | None = option(None, "batch key of a per-sample 0/1 mask; null: every sample")
 
-    reads = ("observation", "action", "next.observation", "{coefficient_key}")
+    reads = ("observation", "action", "next.observation", "{coefficient_key}", "{mask_key}")
     writes = ("loss_cql", "cql_diff")
 
     def compute(self, td, step):
@@ -63,4 +65,6 @@ class CQLPenalty(Component):
         diff = (ood - critic.q_all(obs, td["action"])).clamp(cfg.diff_min, cfg.diff_max)
         if cfg.coefficient_key is not None:
             diff = diff * td[cfg.coefficient_key]
+        if cfg.mask_key is not None:
+            diff = diff * td[cfg.mask_key]
         return {"loss_cql": cfg.alpha * diff.mean(dim=1).sum(), "cql_diff": diff.mean(dim=0).detach()}

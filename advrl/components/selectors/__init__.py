@@ -2,5 +2,6 @@
 
 from advrl.components.selectors import (
     advantage_threshold,  # noqa: F401
+    iql_advantage,  # noqa: F401
     return_threshold,  # noqa: F401
 )

@@ -1,0 +1,114 @@
+"""SSAR's 'iql' selection: trust (s, a) where an IQL critic finds Q(s, a) >= V(s) (Luo et al. 2025)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from advrl.component import Component, DataSpec, option
+from advrl.registry import register
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("ADVRL_CACHE", Path.home() / ".cache" / "advrl"))
+
+
+@register("selector", "iql_advantage")
+class IQLAdvantage(Component):
+    """mask(s, a) = 1[min_i Q_i(s, a) >= V(s)] from an IQL (expectile ``expectile``) trained on
+    the dataset before the run, for ``pretrain_steps`` steps with advrl's own IQL components
+    (twin 2x256 Q, 2x256 V, lr 3e-4, batch 256, gamma 0.99, tau 0.005; SSAR pre-trains 1e6).
+
+    The labels depend on dataset, seed, expectile and steps; they are cached under
+    ``$ADVRL_CACHE`` (default ~/.cache/advrl)/iql_trust/<dataset>/seed<k>/ and reused, since
+    the pre-training costs more than many runs. Reads each sample's dataset ``index``.
+    """
+
+    @dataclass
+    class Config:
+        expectile: float = option(0.7, "IQL expectile tau (SSAR: 0.7, hopper-me 0.5)")
+        pretrain_steps: int = option(1_000_000, "IQL gradient steps before the run (scale it with the run)")
+        batch_size: int = option(256, "IQL batch size")
+        out_key: str = option("trust", "batch key of the 0/1 mask")
+
+    reads = ("index",)
+    writes = ("{out_key}",)
+
+    def __init__(self, config: Config, spec):
+        super().__init__(config, spec)
+        self.register_buffer("labels", torch.zeros(0), persistent=False)
+        self.pretrain_seconds = 0.0
+
+    def cache_path(self, dataset_id: str, seed: int) -> Path:
+        cfg = self.config
+        name = f"tau{cfg.expectile}-steps{cfg.pretrain_steps}-batch{cfg.batch_size}.pt"
+        return cache_root() / "iql_trust" / dataset_id.replace("/", "__") / f"seed{seed}" / name
+
+    def prepare(self, data, context: dict) -> None:
+        transitions = getattr(data, "transitions", None)
+        if transitions is None:
+            raise TypeError("selector iql_advantage needs an offline dataset to pre-train on.")
+        path = self.cache_path(data.info.id, context["seed"])
+        if path.is_file():
+            cached = torch.load(path, weights_only=False)
+            if cached["n_transitions"] == data.size:
+                self.labels = cached["labels"].to(data.device)
+                self.pretrain_seconds = cached["seconds"]
+                return
+        start = time.perf_counter()
+        labels = self._pretrain(data, context)
+        self.pretrain_seconds = time.perf_counter() - start
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from advrl.learner.checkpoint import atomic_torch_save
+
+        record = {"labels": labels.cpu(), "n_transitions": data.size, "seconds": self.pretrain_seconds}
+        atomic_torch_save(record, path)
+        self.labels = labels.to(data.device)
+
+    def _pretrain(self, data, context: dict) -> torch.Tensor:
+        from advrl.data.dataset import OfflineData
+        from advrl.learner.assembly import build_components, build_updates
+        from advrl.recipe import validate
+
+        cfg = self.config
+        recipe = validate(OmegaConf.create({
+            "dataset": {"id": data.info.id},
+            "components": {
+                "critic": {"name": "q_ensemble", "num_q": 2, "hidden_sizes": [256, 256]},
+                "value": {"name": "expectile", "expectile": cfg.expectile},
+                "critic_loss": {"kind": "objective", "name": "value_backup_critic", "gamma": 0.99},
+            },
+            "updates": {
+                "value": {"terms": ["value"], "optimize": {"value": {"lr": 3e-4}}},
+                "critic": {"terms": ["critic_loss"], "optimize": {"critic": {"lr": 3e-4}}, "update_targets": ["critic"]},
+            },
+        }))
+        spec = DataSpec(data.info.obs_dim, data.info.action_dim, data.info.max_action)
+        rng_state = torch.get_rng_state()
+        torch.manual_seed(context["seed"])
+        components = build_components(recipe, spec, bind=False)
+        for component in components.values():
+            component.to(data.device)
+        updates, reads = build_updates(recipe, components, data.device)
+        source = OfflineData(data.transitions, data.info, data.normalizer)
+        source.select(sorted(reads))
+        step_tensor = torch.zeros((), dtype=torch.long, device=data.device)
+        for step in range(1, cfg.pretrain_steps + 1):
+            batch = source.sample(cfg.batch_size)
+            for update in updates:
+                update.run(batch, step, step_tensor)
+        torch.set_rng_state(rng_state)  # the run's own random stream is unaffected
+        labels = []
+        with torch.no_grad():
+            for chunk in data.transitions.split(65536):
+                q = components["critic"].q(chunk["observation"], chunk["action"], reduce="min")
+                labels.append((q >= components["value"](chunk["observation"])).float())
+        return torch.cat(labels)
+
+    def compute(self, td, step):
+        return {self.config.out_key: self.labels[td["index"]]}
