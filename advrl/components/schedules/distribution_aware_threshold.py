@@ -33,10 +33,14 @@ class DistributionAwareThreshold(Component):
         self.register_buffer("frozen", torch.tensor(False))
         self.register_buffer("pending_signal", torch.tensor(0.0))
         self.register_buffer("has_pending", torch.tensor(False))
+        # step of the report not applied yet; -1 in a fresh process, so a report saved in a
+        # checkpoint at a check step is applied at the first call after resuming
+        self._pending_step = -1
 
     def value(self, step: int) -> torch.Tensor:
-        if step % self.config.period != 0:
+        if self._pending_step is not None and step > self._pending_step:
             self._apply_pending()
+            self._pending_step = None
         return self.n
 
     @torch.no_grad()
@@ -48,6 +52,7 @@ class DistributionAwareThreshold(Component):
             return
         self.pending_signal.copy_(signal)
         self.has_pending.fill_(True)
+        self._pending_step = step
 
     @torch.no_grad()
     def _apply_pending(self) -> None:

@@ -1,0 +1,30 @@
+"""The worked example of CONTRIBUTING.md: a new constraint term in one file.
+
+Use it from a recipe without touching advrl:
+
+    imports: [examples.l1_constraint]        # or any importable module of yours
+    components:
+      constraint: {name: bc_l1, weight: 1.0}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from advrl import Component, option, register
+
+
+@register("constraint", "bc_l1")
+class BCL1(Component):
+    """loss = weight * mean_{B x A} |pi(s) - a|: behaviour cloning with an L1 distance, less
+    dominated by the few dataset actions far from the policy than the squared error."""
+
+    @dataclass
+    class Config:
+        weight: float = option(1.0, "weight of the term; larger -> closer to the data")
+
+    reads = ("action", "policy_action")  # batch keys used: the dataset action, the actor's output
+    writes = ("loss_bc_l1",)  # loss_* keys are minimised by the update that lists this term
+
+    def compute(self, td, step):
+        return {"loss_bc_l1": self.config.weight * (td["policy_action"] - td["action"]).abs().mean()}
