@@ -1,0 +1,179 @@
+"""Resumable learning-quality benchmarks: many (recipe, seed) runs, one process per core.
+
+    python benchmarks/harness.py run benchmarks/suites/a2pr_hopper_rme.yaml [--workers 2]
+    python benchmarks/harness.py report benchmarks/suites/a2pr_hopper_rme.yaml
+
+A suite file lists runs (recipe, overrides, seeds) and a common budget. ``run`` starts each
+unfinished run in its own ``advrl train`` process (``--resume`` when it has a checkpoint),
+at most ``--workers`` at a time; it can be stopped at any point (Ctrl-C, SIGKILL, end of a
+session) and started again: finished runs are skipped, interrupted ones resume from their
+last checkpoint. ``report`` writes a Markdown table (final normalised score mean +- std over
+seeds, gradient steps/s), a learning-curve PNG, and a JSON summary next to the suite's runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Job:
+    label: str
+    recipe: str
+    overrides: list[str]
+    seed: int
+    run_dir: Path
+
+    def finished(self) -> bool:
+        done = self.run_dir / "DONE"
+        return done.exists()
+
+    def command(self) -> list[str]:
+        base = [sys.executable, "-m", "advrl.cli", "train"]
+        if (self.run_dir / "checkpoints" / "last.pt").exists():
+            return base + ["--resume", str(self.run_dir), "--no-progress"]
+        return base + [str(REPO / self.recipe), *self.overrides, f"seed={self.seed}", "--run-dir", str(self.run_dir), "--no-progress"]
+
+
+def load_suite(path: Path) -> tuple[dict, list[Job]]:
+    suite = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    root = Path(os.environ.get("ADVRL_BENCH_ROOT", REPO / "benchmarks" / "out")) / suite["name"]
+    jobs = []
+    for entry in suite["runs"]:
+        overrides = list(suite.get("overrides", [])) + list(entry.get("overrides", []))
+        for seed in entry.get("seeds", suite.get("seeds", [0])):
+            run_dir = root / entry["label"] / f"seed{seed}"
+            jobs.append(Job(entry["label"], entry["recipe"], overrides, seed, run_dir))
+    return {**suite, "root": root}, jobs
+
+
+def run(suite_path: Path, workers: int) -> None:
+    suite, jobs = load_suite(suite_path)
+    pending = [job for job in jobs if not job.finished()]
+    print(f"{len(jobs) - len(pending)} of {len(jobs)} runs finished; {len(pending)} to go, {workers} at a time")
+    running: list[tuple[Job, subprocess.Popen]] = []
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                job = pending.pop(0)
+                job.run_dir.parent.mkdir(parents=True, exist_ok=True)
+                log = open(job.run_dir.parent / f"{job.run_dir.name}.log", "a")
+                print(f"start {job.label} seed {job.seed}: {' '.join(job.command()[3:])}", flush=True)
+                running.append((job, subprocess.Popen(job.command(), env=env, stdout=log, stderr=subprocess.STDOUT)))
+            time.sleep(5)
+            for job, proc in list(running):
+                if proc.poll() is None:
+                    continue
+                running.remove((job, proc))
+                if proc.returncode == 0:
+                    (job.run_dir / "DONE").write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
+                    print(f"done  {job.label} seed {job.seed}", flush=True)
+                else:
+                    print(f"FAILED {job.label} seed {job.seed} (exit {proc.returncode}); see its .log", flush=True)
+    except KeyboardInterrupt:
+        for _, proc in running:
+            proc.terminate()
+        print("stopped; run again to resume")
+
+
+def _rows(path: Path, kind: str) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("kind") == kind:
+            rows.append(record)
+    return rows
+
+
+def report(suite_path: Path) -> None:
+    suite, jobs = load_suite(suite_path)
+    labels = list(dict.fromkeys(job.label for job in jobs))
+    summary, curves = {}, {}
+    for label in labels:
+        finals, speeds, per_seed = [], [], []
+        for job in (j for j in jobs if j.label == label):
+            evals = _rows(job.run_dir / "metrics.jsonl", "eval")
+            train = _rows(job.run_dir / "metrics.jsonl", "train")
+            if evals:
+                per_seed.append([(r["step"], r.get("score_mean", r["return_mean"])) for r in evals])
+                if job.finished():
+                    finals.append(per_seed[-1][-1][1])
+            speeds += [r["steps_per_s"] for r in train if "steps_per_s" in r]
+        curves[label] = per_seed
+        summary[label] = {
+            "finished_seeds": len(finals),
+            "final_score_mean": float(np.mean(finals)) if finals else None,
+            "final_score_std": float(np.std(finals)) if finals else None,
+            "steps_per_s_median": float(np.median(speeds)) if speeds else None,
+        }
+    root = suite["root"]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "summary.json").write_text(json.dumps(summary, indent=2))
+    lines = ["| run | seeds done | final normalised score | gradient steps/s (median) |", "| --- | --- | --- | --- |"]
+    for label, s in summary.items():
+        score = f"{s['final_score_mean']:.1f} ± {s['final_score_std']:.1f}" if s["final_score_mean"] is not None else "—"
+        speed = f"{s['steps_per_s_median']:.1f}" if s["steps_per_s_median"] else "—"
+        lines.append(f"| {label} | {s['finished_seeds']} | {score} | {speed} |")
+    table = "\n".join(lines)
+    (root / "table.md").write_text(table + "\n")
+    _plot(curves, root / "curves.png", suite["name"])
+    print(table)
+    print(f"\nwritten: {root / 'table.md'}, {root / 'curves.png'}, {root / 'summary.json'}")
+
+
+def _plot(curves: dict, path: Path, title: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(figure)
+    axis = figure.add_subplot(1, 1, 1)
+    for label, seeds in curves.items():
+        if not seeds:
+            continue
+        length = min(len(s) for s in seeds)
+        steps = np.array([step for step, _ in seeds[0][:length]])
+        scores = np.array([[score for _, score in s[:length]] for s in seeds])
+        mean, std = scores.mean(0), scores.std(0)
+        axis.plot(steps, mean, label=f"{label} ({len(seeds)} seeds)")
+        axis.fill_between(steps, mean - std, mean + std, alpha=0.2)
+    axis.set_xlabel("gradient steps")
+    axis.set_ylabel("normalised score")
+    axis.set_title(title)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["run", "report"])
+    parser.add_argument("suite", type=Path)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel runs (one per core)")
+    args = parser.parse_args()
+    if args.action == "run":
+        run(args.suite, args.workers)
+    else:
+        report(args.suite)
+
+
+if __name__ == "__main__":
+    main()
