@@ -55,6 +55,20 @@ def cmd_online(args) -> int:
     return 0
 
 
+def cmd_finetune(args) -> int:
+    from advrl.learner.finetune import finetune, resume_finetune
+
+    if args.resume:
+        result = resume_finetune(args.resume, progress=not args.no_progress)
+    else:
+        result = finetune(args.run_dir, args.overrides, run_dir=args.out, progress=not args.no_progress)
+    summary = {"run_dir": str(result.run_dir), "steps": result.steps, "final_return": result.final_return}
+    if result.final_score is not None:
+        summary["final_normalized_score"] = result.final_score
+    print(json.dumps(summary))
+    return 0
+
+
 def cmd_eval(args) -> int:
     import advrl
 
@@ -246,6 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     online.add_argument("--resume", metavar="RUN_DIR")
     online.add_argument("--no-progress", action="store_true")
     online.set_defaults(func=cmd_online)
+
+    tune = sub.add_parser("finetune", help="fine-tune an offline run online (settings: the recipe's online: section)")
+    tune.add_argument("run_dir", nargs="?", help="the offline run to continue")
+    tune.add_argument("overrides", nargs="*", help="key=value overrides, e.g. online.steps=250000")
+    tune.add_argument("--out", help="fine-tuning run directory (default: RUN_DIR/finetune)")
+    tune.add_argument("--resume", metavar="FINETUNE_DIR", help="continue an interrupted fine-tuning run")
+    tune.add_argument("--no-progress", action="store_true")
+    tune.set_defaults(func=cmd_finetune)
 
     evaluate = sub.add_parser("eval", help="evaluate a run's checkpoint in its environment")
     evaluate.add_argument("run_dir")

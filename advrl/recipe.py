@@ -66,12 +66,22 @@ class EvalConfig:
 
 @dataclass
 class OnlineConfig:
+    """Online training (``advrl online``) and offline-to-online fine-tuning (``advrl finetune``)."""
+
     env: str | None = None  # Gymnasium id of the training env; null: the dataset's evaluation env
     steps: int = 1_000_000  # environment steps (one gradient step each, after learning_starts)
-    learning_starts: int = 25_000  # uniform-random actions and no updates before this step (TD3: 25k)
+    learning_starts: int = 25_000  # no updates before this step (TD3: 25k; SSAR fine-tuning warm-up: 5k)
+    random_warmup: bool = True  # uniform-random actions before learning_starts (false: the policy acts)
     exploration_noise: float = 0.1  # std of Gaussian noise on deterministic actions, in units of max_action
     buffer_size: int = 1_000_000
     snapshot_every: int = 0  # also keep the actor of every N-th evaluation step under snapshots/ (0: never)
+    # fine-tuning from an offline run only:
+    offline_buffer: str = "top_k"  # offline data kept: top_k trajectories by return | all | half (50/50 batches) | none
+    top_k: int = 50  # trajectories kept by offline_buffer=top_k (SSAR: 50)
+    freeze: list[str] = field(default_factory=list)  # slots no longer trained online (SSAR: [coefficient])
+    anneal_slot: str | None = None  # coefficient slot scaled down online (SSAR: coefficient)
+    anneal: str = "linear"  # linear: 1 - N/anneal_steps (clamped at 0) | cosine: cos(min(N/anneal_steps, 1) pi/2) | none
+    anneal_steps: int = 400_000
 
 
 @dataclass

@@ -191,23 +191,28 @@ class ObservationNormalizer:
         return cls(state["mean"], state["std"])
 
 
-def transform_rewards(columns: dict[str, np.ndarray], data_cfg) -> np.ndarray:
-    """The training reward: optional per-dataset normalisation, then scale and shift.
+def reward_factor(columns: dict[str, np.ndarray], data_cfg) -> float:
+    """The per-dataset reward multiplier of ``data.reward_normalization``.
 
     'returns' is IQL's MuJoCo normalisation (CORL ``modify_reward``):
     r * 1000 / (max episode return - min episode return).
     """
-    rewards = columns["reward"].astype(np.float32)
     mode = data_cfg.reward_normalization
-    if mode == "returns":
-        returns = columns["episode_return"]
-        spread = float(returns.max() - returns.min())
-        if spread <= 0:
-            raise DatasetError("data.reward_normalization=returns needs episodes with different returns.")
-        rewards = rewards * (1000.0 / spread)
-    elif mode != "none":
+    if mode == "none":
+        return 1.0
+    if mode != "returns":
         raise DatasetError(f"data.reward_normalization must be 'none' or 'returns', got {mode!r}.")
-    return (rewards * data_cfg.reward_scale + data_cfg.reward_shift).astype(np.float32)
+    returns = columns["episode_return"]
+    spread = float(returns.max() - returns.min())
+    if spread <= 0:
+        raise DatasetError("data.reward_normalization=returns needs episodes with different returns.")
+    return 1000.0 / spread
+
+
+def reward_transform(factor: float, data_cfg):
+    """The training reward as a function of the raw one: (factor * r) * scale + shift."""
+    scale, shift = float(data_cfg.reward_scale), float(data_cfg.reward_shift)
+    return lambda reward: reward * factor * scale + shift
 
 
 class OfflineData:
@@ -215,10 +220,11 @@ class OfflineData:
 
     keys = DATASET_KEYS
 
-    def __init__(self, transitions: TensorDict, info: DatasetInfo, normalizer: ObservationNormalizer):
+    def __init__(self, transitions: TensorDict, info: DatasetInfo, normalizer: ObservationNormalizer, reward_fn=None):
         self.transitions = transitions
         self.info = info
         self.normalizer = normalizer
+        self.reward_fn = reward_fn or (lambda reward: reward)  # raw -> training reward (online data)
         self.size = transitions.batch_size[0]
         self.device = transitions.device
         self.select(DATASET_KEYS)
@@ -263,7 +269,8 @@ def load_offline_data(dataset_cfg, data_cfg, device: torch.device) -> OfflineDat
     except Exception as err:  # h5py/arrow errors from a damaged file
         raise corrupt_dataset_error(dataset_cfg.id, err) from err
     normalizer = ObservationNormalizer.fit(columns["observation"], data_cfg.normalize_observations)
-    rewards = transform_rewards(columns, data_cfg)
+    reward_fn = reward_transform(reward_factor(columns, data_cfg), data_cfg)
+    rewards = reward_fn(columns["reward"].astype(np.float32)).astype(np.float32)
     actions = columns["action"]
     if data_cfg.action_clip is not None:
         limit = info.max_action - data_cfg.action_clip
@@ -285,4 +292,4 @@ def load_offline_data(dataset_cfg, data_cfg, device: torch.device) -> OfflineDat
         },
         batch_size=[len(rewards)],
     ).to(device)
-    return OfflineData(transitions, info, normalizer)
+    return OfflineData(transitions, info, normalizer, reward_fn)

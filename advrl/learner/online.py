@@ -60,15 +60,17 @@ class OnlineTrainer(Trainer):
 
     def _explore(self, step: int) -> np.ndarray:
         cfg, max_action = self.recipe.online, self.data.info.max_action
-        if step <= cfg.learning_starts:
+        if step <= cfg.learning_starts and cfg.random_warmup:
             return self.env.action_space.sample()
-        obs = torch.as_tensor(np.asarray(self._obs, dtype=np.float32), device=self.device).unsqueeze(0)
+        raw = torch.as_tensor(np.asarray(self._obs, dtype=np.float32), device=self.device).unsqueeze(0)
+        obs = self.data.normalizer(raw)
         with torch.no_grad():
             if hasattr(self.actor, "sample"):
                 action = self.actor.sample(obs)[0][0].cpu().numpy()
             else:
                 action = self.actor.act(obs)[0].cpu().numpy()
-                action = action + np.random.normal(0.0, cfg.exploration_noise * max_action, size=action.shape)
+                if cfg.exploration_noise > 0:
+                    action = action + np.random.normal(0.0, cfg.exploration_noise * max_action, size=action.shape)
         return np.clip(action, -max_action, max_action).astype(np.float32)
 
     def _train_step(self, step, step_tensor, batch_size, logging) -> dict:

@@ -90,7 +90,7 @@ class Trainer:
         self.updates, dataset_reads = build_updates(recipe, self.components, self.device, self.data.keys)
         self.data.select(sorted(dataset_reads))
         for component in self.components.values():
-            component.prepare(self.data, {"seed": int(recipe.seed), "device": self.device})
+            component.prepare(self._preparation_data(), {"seed": int(recipe.seed), "device": self.device})
         if recipe.eval.policy not in self.components or not hasattr(self.components[recipe.eval.policy], "act"):
             raise RecipeError(f"eval.policy names {recipe.eval.policy!r}, which is not an actor slot of the recipe.")
         self.actor = self.components[recipe.eval.policy]
@@ -106,6 +106,10 @@ class Trainer:
             raise RecipeError(f"Run directory {self.run_dir} already holds a run; resume it with --resume or pick another --run-dir.")
         (self.run_dir / RECIPE_FILE).write_text(OmegaConf.to_yaml(recipe, resolve=True))
         self.logger = MetricsLogger(self.run_dir, resume_step=self.step if resume else None)
+
+    def _preparation_data(self):
+        """The offline data components may pre-compute from (``Component.prepare``)."""
+        return self.data
 
     def _make_data(self):
         """The source of training batches: the offline dataset on the device."""

@@ -29,5 +29,9 @@ class ConstantCoefficient(Component):
         super().__init__(config, spec)
         self.register_buffer("_value", torch.tensor(float(config.value)), persistent=False)
 
+    def set_scale(self, value: float) -> None:
+        """Multiply the written coefficient (annealing during offline-to-online fine-tuning)."""
+        self._value.fill_(float(self.config.value) * float(value))
+
     def compute(self, td, step):
         return {self.config.out_key: self._value.expand(td["observation"].shape[0])}

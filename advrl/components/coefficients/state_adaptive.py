@@ -63,6 +63,11 @@ class StateAdaptiveCoefficient(Component):
                 nn.init.xavier_uniform_(layer.weight)
                 nn.init.zeros_(layer.bias)
         nn.init.constant_(self.net[-1].bias, math.log(2.0))
+        self.scale = 1.0  # annealing factor applied to the written beta (offline-to-online)
+
+    def set_scale(self, value: float) -> None:
+        """Multiply the coefficient the regularised terms read (SSAR anneals beta online)."""
+        self.scale = float(value)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.config.max_factor * self.config.init * torch.sigmoid(self.net(obs).squeeze(-1))
@@ -100,4 +105,5 @@ class StateAdaptiveCoefficient(Component):
                 signal = (gap * selected).sum() / selected.sum().clamp(min=1.0)
                 self.ref("threshold").observe(step, signal)
         loss = (gap * beta * selected).mean()
-        return {cfg.out_key: beta.detach(), "loss_coefficient": loss, "coefficient_gap": gap}
+        written = beta.detach() if self.scale == 1.0 else beta.detach() * self.scale
+        return {cfg.out_key: written, "loss_coefficient": loss, "coefficient_gap": gap}
