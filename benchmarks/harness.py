@@ -3,7 +3,8 @@
     python benchmarks/harness.py run benchmarks/suites/a2pr_hopper_rme.yaml [--workers 2]
     python benchmarks/harness.py report benchmarks/suites/a2pr_hopper_rme.yaml
 
-A suite file lists runs (recipe, overrides, seeds) and a common budget. ``run`` starts each
+A suite file lists runs (recipe, overrides, seeds, optionally `finetune:` overrides for an
+offline-to-online phase after the offline one) and a common budget. ``run`` starts each
 unfinished run in its own ``advrl train`` process (``--resume`` when it has a checkpoint),
 at most ``--workers`` at a time; it can be stopped at any point (Ctrl-C, SIGKILL, end of a
 session) and started again: finished runs are skipped, interrupted ones resume from their
@@ -35,16 +36,34 @@ class Job:
     overrides: list[str]
     seed: int
     run_dir: Path
+    finetune: list[str] | None = None  # overrides of an offline-to-online phase after training
 
     def finished(self) -> bool:
-        done = self.run_dir / "DONE"
-        return done.exists()
+        return (self.run_dir / "DONE").exists()
+
+    def offline_done(self) -> bool:
+        return (self.run_dir / "OFFLINE_DONE").exists() or (self.finetune is None and self.finished())
 
     def command(self) -> list[str]:
-        base = [sys.executable, "-m", "advrl.cli", "train"]
-        if (self.run_dir / "checkpoints" / "last.pt").exists():
-            return base + ["--resume", str(self.run_dir), "--no-progress"]
-        return base + [str(REPO / self.recipe), *self.overrides, f"seed={self.seed}", "--run-dir", str(self.run_dir), "--no-progress"]
+        """The next process to run: the offline phase, or the fine-tuning phase after it."""
+        cli = [sys.executable, "-m", "advrl.cli"]
+        if not self.offline_done():
+            if (self.run_dir / "checkpoints" / "last.pt").exists():
+                return cli + ["train", "--resume", str(self.run_dir), "--no-progress"]
+            return cli + ["train", str(REPO / self.recipe), *self.overrides, f"seed={self.seed}",
+                          "--run-dir", str(self.run_dir), "--no-progress"]
+        tuned = self.run_dir / "finetune"
+        if (tuned / "checkpoints" / "last.pt").exists():
+            return cli + ["finetune", "--resume", str(tuned), "--no-progress"]
+        return cli + ["finetune", str(self.run_dir), *self.finetune, "--out", str(tuned), "--no-progress"]
+
+    def mark_phase_done(self) -> bool:
+        """Record the finished phase; True when the whole job is done."""
+        if self.finetune is not None and not self.offline_done():
+            (self.run_dir / "OFFLINE_DONE").write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
+            return False
+        (self.run_dir / "DONE").write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
+        return True
 
 
 def load_suite(path: Path) -> tuple[dict, list[Job]]:
@@ -55,7 +74,9 @@ def load_suite(path: Path) -> tuple[dict, list[Job]]:
         overrides = list(suite.get("overrides", [])) + list(entry.get("overrides", []))
         for seed in entry.get("seeds", suite.get("seeds", [0])):
             run_dir = root / entry["label"] / f"seed{seed}"
-            jobs.append(Job(entry["label"], entry["recipe"], overrides, seed, run_dir))
+            finetune = entry.get("finetune", suite.get("finetune"))
+            finetune = None if finetune is None or entry.get("finetune") is False else list(finetune)
+            jobs.append(Job(entry["label"], entry["recipe"], overrides, seed, run_dir, finetune))
     return {**suite, "root": root}, jobs
 
 
@@ -79,8 +100,11 @@ def run(suite_path: Path, workers: int) -> None:
                     continue
                 running.remove((job, proc))
                 if proc.returncode == 0:
-                    (job.run_dir / "DONE").write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
-                    print(f"done  {job.label} seed {job.seed}", flush=True)
+                    if job.mark_phase_done():
+                        print(f"done  {job.label} seed {job.seed}", flush=True)
+                    else:
+                        print(f"offline phase done {job.label} seed {job.seed}; fine-tuning next", flush=True)
+                        pending.insert(0, job)
                 else:
                     print(f"FAILED {job.label} seed {job.seed} (exit {proc.returncode}); see its .log", flush=True)
     except KeyboardInterrupt:
@@ -112,6 +136,9 @@ def report(suite_path: Path) -> None:
         for job in (j for j in jobs if j.label == label):
             evals = _rows(job.run_dir / "metrics.jsonl", "eval")
             train = _rows(job.run_dir / "metrics.jsonl", "train")
+            if job.finetune is not None and evals:  # online phase continues the x axis
+                offset = evals[-1]["step"]
+                evals += [{**r, "step": offset + r["step"]} for r in _rows(job.run_dir / "finetune" / "metrics.jsonl", "eval")]
             if evals:
                 per_seed.append([(r["step"], r.get("score_mean", r["return_mean"])) for r in evals])
                 if job.finished():
@@ -155,7 +182,7 @@ def _plot(curves: dict, path: Path, title: str) -> None:
         mean, std = scores.mean(0), scores.std(0)
         axis.plot(steps, mean, label=f"{label} ({len(seeds)} seeds)")
         axis.fill_between(steps, mean - std, mean + std, alpha=0.2)
-    axis.set_xlabel("gradient steps")
+    axis.set_xlabel("gradient steps (offline, then online environment steps)")
     axis.set_ylabel("normalised score")
     axis.set_title(title)
     axis.legend()

@@ -1,8 +1,9 @@
 """Gradient steps per second of advrl's TD3+BC and IQL recipes against a plain single-file
 PyTorch implementation of the same update (benchmarks/reference.py), in the same process,
-on the same synthetic Hopper-shaped data (obs 11, action 3, batch 256).
+on the same synthetic Hopper-shaped data (obs 11, action 3, batch 256). ``--algos a2pr``
+also times recipes/a2pr.yaml against benchmarks/reference_a2pr.py.
 
-    python benchmarks/throughput.py [--steps 1000] [--repeats 3] [--json]
+    python benchmarks/throughput.py [--steps 1000] [--repeats 3] [--algos td3bc iql a2pr] [--json]
 
 Timings alternate advrl and reference blocks ``--repeats`` times and keep each side's best
 block, so a slow moment of the machine does not favour either. Run it on an idle machine.
@@ -21,6 +22,7 @@ from tensordict import TensorDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference  # noqa: E402
+import reference_a2pr  # noqa: E402
 
 from advrl.component import DataSpec  # noqa: E402
 from advrl.data.dataset import DatasetInfo, ObservationNormalizer, OfflineData  # noqa: E402
@@ -78,7 +80,10 @@ class ReferenceRunner:
     def __init__(self, algo: str, device: torch.device):
         td = synthetic_transitions(device)
         self.columns = (td["observation"], td["action"], td["reward"].unsqueeze(-1), td["next", "observation"], td["terminated"].unsqueeze(-1))
-        self.agent = reference.TD3BC(OBS_DIM, ACT_DIM) if algo == "td3bc" else reference.IQL(OBS_DIM, ACT_DIM)
+        if algo == "a2pr":
+            self.agent = reference_a2pr.A2PR(OBS_DIM, ACT_DIM, device=device)
+        else:
+            self.agent = reference.TD3BC(OBS_DIM, ACT_DIM) if algo == "td3bc" else reference.IQL(OBS_DIM, ACT_DIM)
         self.device = device
 
     def run(self, steps: int) -> None:

@@ -43,7 +43,7 @@ class LatentActor(Component):
     def _condition(self, obs: torch.Tensor, xi) -> torch.Tensor:
         if xi is None:
             xi = self.config.act_condition
-        if not torch.is_tensor(xi):
+        if not torch.is_tensor(xi) or xi.dim() == 0:
             return obs.new_full((*obs.shape[:-1], self.config.condition_dim), float(xi))
         return xi.unsqueeze(-1) if xi.dim() == obs.dim() - 1 else xi
 

@@ -51,7 +51,7 @@ class CVAE(Component):
         """The condition as [..., condition_dim]: a scalar/None broadcasts, [B] gains a dim."""
         if value is None:
             value = self.config.default_condition
-        if not torch.is_tensor(value):
+        if not torch.is_tensor(value) or value.dim() == 0:
             return obs.new_full((*obs.shape[:-1], self.config.condition_dim), float(value))
         return value.unsqueeze(-1) if value.dim() == obs.dim() - 1 else value
 
