@@ -17,6 +17,28 @@ def activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
+class Stack(nn.Sequential):
+    """``nn.Sequential`` whose forward calls the common layers' kernels directly.
+
+    Same layers, indexing and ``state_dict`` keys as ``nn.Sequential``; skipping the
+    per-layer ``Module.__call__`` (hooks, dispatch) saves a few microseconds per layer, which
+    adds up to a few percent of a small-MLP training step.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self:
+            kind = type(layer)
+            if kind is nn.Linear:
+                x = torch.nn.functional.linear(x, layer.weight, layer.bias)
+            elif kind is EnsembleLinear:
+                x = torch.baddbmm(layer.bias, x, layer.weight)
+            elif kind is nn.ReLU:
+                x = torch.relu(x)
+            else:
+                x = layer(x)
+        return x
+
+
 def mlp(in_dim: int, hidden_sizes: list[int], out_dim: int, act: str = "relu", layer_norm: bool = False) -> nn.Sequential:
     """Linear -> [LayerNorm] -> activation per hidden layer, then a linear output layer."""
     layers: list[nn.Module] = []
@@ -27,7 +49,7 @@ def mlp(in_dim: int, hidden_sizes: list[int], out_dim: int, act: str = "relu", l
         layers.append(activation(act))
         in_dim = width
     layers.append(nn.Linear(in_dim, out_dim))
-    return nn.Sequential(*layers)
+    return Stack(*layers)
 
 
 class EnsembleLinear(nn.Module):
@@ -75,7 +97,7 @@ def ensemble_mlp(
         layers.append(activation(act))
         in_dim = width
     layers.append(EnsembleLinear(in_dim, out_dim, ensemble_size))
-    return nn.Sequential(*layers)
+    return Stack(*layers)
 
 
 class TargetCopy(nn.Module):

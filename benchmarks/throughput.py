@@ -5,14 +5,17 @@ also times recipes/a2pr.yaml against benchmarks/reference_a2pr.py.
 
     python benchmarks/throughput.py [--steps 1000] [--repeats 3] [--algos td3bc iql a2pr] [--json]
 
-Timings alternate advrl and reference blocks ``--repeats`` times and keep each side's best
-block, so a slow moment of the machine does not favour either. Run it on an idle machine.
+Timings alternate advrl and reference blocks ``--repeats`` times (alternating which goes
+first); steps/s are medians and the ratio is the median of the per-pair ratios (min and max
+are reported too), so a slow moment of the machine does not favour either side. Run it on an
+otherwise idle machine: on 2 cores any other job distorts the numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -92,28 +95,38 @@ class ReferenceRunner:
             self.agent.train([column[idx] for column in self.columns])
 
 
-def best_rate(runner, steps: int) -> float:
+def rate(runner, steps: int) -> float:
     start = time.perf_counter()
     runner.run(steps)
     return steps / (time.perf_counter() - start)
 
 
 def measure(algo: str, steps: int, repeats: int, device: torch.device) -> dict:
+    """Alternate advrl and reference blocks; the ratio is the median over adjacent pairs, so
+    a slow stretch of the machine hits both sides of a pair rather than one algorithm."""
     torch.manual_seed(0)
     ours, ref = AdvrlRunner(algo, device), ReferenceRunner(algo, device)
     ours.run(20), ref.run(20)  # warm-up: allocator, kernels
     ours_rates, ref_rates = [], []
-    for _ in range(repeats):
-        ours_rates.append(best_rate(ours, steps))
-        ref_rates.append(best_rate(ref, steps))
-    ours_best, ref_best = max(ours_rates), max(ref_rates)
-    return {"steps_per_s": ours_best, "reference_steps_per_s": ref_best, "ratio": ours_best / ref_best}
+    for repeat in range(repeats):
+        first, second = (ours, ref) if repeat % 2 == 0 else (ref, ours)  # alternate who goes first
+        a, b = rate(first, steps), rate(second, steps)
+        ours_rates.append(a if first is ours else b)
+        ref_rates.append(b if first is ours else a)
+    ratios = [o / r for o, r in zip(ours_rates, ref_rates)]
+    return {
+        "steps_per_s": statistics.median(ours_rates),
+        "reference_steps_per_s": statistics.median(ref_rates),
+        "ratio": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000, help="gradient steps per timed block")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--algos", nargs="+", default=["td3bc", "iql"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -124,9 +137,12 @@ def main() -> None:
         print(json.dumps(results))
         return
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}, batch {BATCH}")
-    print(f"{'algorithm':10s} {'advrl steps/s':>14s} {'reference':>10s} {'ratio':>6s}")
+    print(f"{'algorithm':10s} {'advrl steps/s':>14s} {'reference':>10s} {'ratio':>6s}  (min-max over pairs)")
     for algo, r in results.items():
-        print(f"{algo:10s} {r['steps_per_s']:14.1f} {r['reference_steps_per_s']:10.1f} {r['ratio']:6.2f}")
+        print(
+            f"{algo:10s} {r['steps_per_s']:14.1f} {r['reference_steps_per_s']:10.1f} {r['ratio']:6.2f}"
+            f"  ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})"
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from tensordict import TensorDict
 
 from advrl.component import Component, tdkey
 from advrl.device import fused_optimizers_supported
+from advrl.learner.fused_adam import FusedAdam, clip_grad_norm
 from advrl.recipe import OptimizerConfig, UpdateConfig, component_config
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -37,10 +38,9 @@ def make_optimizer(params: list[torch.nn.Parameter], cfg: OptimizerConfig, devic
     if cfg.name not in OPTIMIZERS:
         raise ValueError(f"Unknown optimizer {cfg.name!r}; choose one of {', '.join(OPTIMIZERS)}.")
     kwargs = dict(lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
-    # fused kernels: one launch for all parameters instead of a Python loop per tensor
-    if fused_optimizers_supported(device):
-        kwargs["fused"] = True
-    return OPTIMIZERS[cfg.name](params, **kwargs)
+    if fused_optimizers_supported(device):  # one kernel for all parameters (see fused_adam.py)
+        return FusedAdam(params, decoupled_weight_decay=cfg.name == "adamw", **kwargs)
+    return OPTIMIZERS[cfg.name](params, foreach=True, **kwargs)
 
 
 def make_lr_scheduler(optimizer, schedule_cfg: dict | None, spec):
@@ -91,17 +91,25 @@ class UpdateStage:
                 else:
                     td.set(tdkey(key), value)
         losses = [scalars[k] for k in self.loss_keys]
+        # every group's gradient is taken before any parameter moves: all losses of an update
+        # see the parameters from before it (CORL's CQL steps alpha, actor, critic this way)
         last = len(self.groups) - 1
+        all_grads = []
         for i, group in enumerate(self.groups):
             keys = group.loss_keys if group.loss_keys is not None else self.loss_keys
             total = sum(scalars[k] for k in keys)
-            grads = torch.autograd.grad(total, group.params, retain_graph=i < last, allow_unused=True)
-            for param, grad in zip(group.params, grads):
-                param.grad = grad
+            grads = list(torch.autograd.grad(total, group.params, retain_graph=i < last, allow_unused=True))
             if group.clip_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(group.params, group.clip_grad_norm, foreach=True)
-        for group in self.groups:
-            group.optimizer.step()
+                clip_grad_norm(grads, group.clip_grad_norm)
+            for param, grad in zip(group.params, grads):
+                param.grad = grad  # kept for inspection; the optimiser takes grads directly
+            all_grads.append(grads)
+        for group, grads in zip(self.groups, all_grads):
+            step = getattr(group.optimizer, "step_with_grads", None)
+            if step is not None:
+                step(grads)
+            else:
+                group.optimizer.step()
             if group.lr_scheduler is not None:
                 group.lr_scheduler.step()
         for component in self.targets:
