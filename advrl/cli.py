@@ -18,6 +18,15 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return (RecipeError, registry.RegistryError, DatasetError, CheckpointError, NonFiniteLossError, FileNotFoundError)
 
 
+def print_result(result) -> int:
+    """One JSON line summarising a finished run (the last line a script can parse)."""
+    summary = {"run_dir": str(result.run_dir), "steps": result.steps, "final_return": result.final_return}
+    if result.final_score is not None:
+        summary["final_normalized_score"] = result.final_score
+    print(json.dumps(summary))
+    return 0
+
+
 def cmd_train(args) -> int:
     import advrl
 
@@ -31,11 +40,7 @@ def cmd_train(args) -> int:
             print("advrl train needs a RECIPE (or --resume RUN_DIR).", file=sys.stderr)
             return 2
         result = advrl.train(args.recipe, args.overrides, run_dir=args.run_dir, progress=not args.no_progress)
-    summary = {"run_dir": str(result.run_dir), "steps": result.steps, "final_return": result.final_return}
-    if result.final_score is not None:
-        summary["final_normalized_score"] = result.final_score
-    print(json.dumps(summary))
-    return 0
+    return print_result(result)
 
 
 def cmd_online(args) -> int:
@@ -48,11 +53,7 @@ def cmd_online(args) -> int:
         return 2
     else:
         result = train_online(args.recipe, args.overrides, run_dir=args.run_dir, progress=not args.no_progress)
-    summary = {"run_dir": str(result.run_dir), "steps": result.steps, "final_return": result.final_return}
-    if result.final_score is not None:
-        summary["final_normalized_score"] = result.final_score
-    print(json.dumps(summary))
-    return 0
+    return print_result(result)
 
 
 def cmd_finetune(args) -> int:
@@ -62,11 +63,7 @@ def cmd_finetune(args) -> int:
         result = resume_finetune(args.resume, progress=not args.no_progress)
     else:
         result = finetune(args.run_dir, args.overrides, run_dir=args.out, progress=not args.no_progress)
-    summary = {"run_dir": str(result.run_dir), "steps": result.steps, "final_return": result.final_return}
-    if result.final_score is not None:
-        summary["final_normalized_score"] = result.final_score
-    print(json.dumps(summary))
-    return 0
+    return print_result(result)
 
 
 def cmd_eval(args) -> int:

@@ -80,3 +80,39 @@ def assert_unchanged(module: torch.nn.Module, before: dict[str, torch.Tensor]) -
 def assert_all_changed(module: torch.nn.Module, before: dict[str, torch.Tensor]) -> None:
     for name, p in module.named_parameters():
         assert not torch.equal(p, before[name]), f"parameter {name} did not change"
+
+
+class _FixedData:
+    """Stands in for the offline data: every sample is the same batch."""
+
+    def __init__(self, td):
+        self.td = td
+
+    def sample(self, batch_size):
+        return self.td
+
+
+def train_step(updates, td, step):
+    """advrl's own Trainer._train_step on a fixed batch: every update that is due, in order."""
+    from types import SimpleNamespace
+
+    from advrl.learner.trainer import Trainer
+
+    host = SimpleNamespace(data=_FixedData(td), updates=updates)
+    return Trainer._train_step(host, step, torch.tensor(step), td.batch_size[0], True)
+
+
+def run(stage, td, step):
+    return stage.run(td, step, torch.tensor(step))
+
+
+def parts(comps):
+    """The networks of an actor/critic/value/behaviour recipe, for change tracking."""
+    return {
+        "actor": comps["actor"].net,
+        "actor_target": comps["actor"].target_net,
+        "critic": comps["critic"].net,
+        "critic_target": comps["critic"].target_net,
+        "value": comps["value"],
+        "behavior": comps["behavior"],
+    }

@@ -9,17 +9,27 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
-from _helpers import assert_all_changed, assert_unchanged, bind_all, make, set_linear, set_linear_critic, snapshot, t
+from _helpers import (
+    assert_all_changed,
+    assert_unchanged,
+    bind_all,
+    make,
+    parts,
+    run,
+    set_linear,
+    set_linear_critic,
+    snapshot,
+    t,
+    train_step,
+)
 from tensordict import TensorDict
 
 from advrl import DataSpec
 from advrl.components.behaviors.vae import gaussian_kl
 from advrl.learner.assembly import build_components, build_updates
-from advrl.learner.trainer import Trainer
 from advrl.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -481,35 +491,6 @@ def a2po_batch(size=16, seed=0) -> TensorDict:
         },
         batch_size=[size],
     )
-
-
-class _FixedData:
-    def __init__(self, td):
-        self.td = td
-
-    def sample(self, batch_size):
-        return self.td
-
-
-def train_step(updates, td, step):
-    """advrl's own Trainer._train_step on a fixed batch: every update that is due, in order."""
-    host = SimpleNamespace(data=_FixedData(td), updates=updates)
-    return Trainer._train_step(host, step, torch.tensor(step), td.batch_size[0], True)
-
-
-def run(stage, td, step):
-    return stage.run(td, step, torch.tensor(step))
-
-
-def parts(comps):
-    return {
-        "actor": comps["actor"].net,
-        "actor_target": comps["actor"].target_net,
-        "critic": comps["critic"].net,
-        "critic_target": comps["critic"].target_net,
-        "value": comps["value"],
-        "behavior": comps["behavior"],
-    }
 
 
 def test_recipe_updates_schedules_and_routing():

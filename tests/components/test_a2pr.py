@@ -11,11 +11,22 @@ import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
-from _helpers import assert_all_changed, assert_unchanged, bind_all, make, set_linear, set_linear_critic, snapshot, t
+from _helpers import (
+    assert_all_changed,
+    assert_unchanged,
+    bind_all,
+    make,
+    parts,
+    run,
+    set_linear,
+    set_linear_critic,
+    snapshot,
+    t,
+    train_step,
+)
 from omegaconf import OmegaConf
 from tensordict import TensorDict
 from torch import nn
@@ -24,7 +35,6 @@ from advrl import DataSpec
 from advrl.component import Component, option
 from advrl.components.behaviors.vae import gaussian_kl
 from advrl.learner.assembly import build_components, build_updates
-from advrl.learner.trainer import Trainer
 from advrl.learner.update import UpdateStage
 from advrl.recipe import UpdateConfig, load_recipe
 
@@ -504,35 +514,6 @@ def center_value(comps, td):
     gap = comps["critic"].q(s, a, reduce="q1") - comps["value"](s)
     middle = len(gap) // 2
     comps["value"].net[-1].bias.add_(gap.sort().values[middle - 1 : middle + 1].mean())
-
-
-class _FixedData:
-    def __init__(self, td):
-        self.td = td
-
-    def sample(self, batch_size):
-        return self.td
-
-
-def train_step(updates, td, step):
-    """advrl's own Trainer._train_step on a fixed batch: every update that is due, in order."""
-    host = SimpleNamespace(data=_FixedData(td), updates=updates)
-    return Trainer._train_step(host, step, torch.tensor(step), td.batch_size[0], True)
-
-
-def run(stage, td, step):
-    return stage.run(td, step, torch.tensor(step))
-
-
-def parts(comps):
-    return {
-        "actor": comps["actor"].net,
-        "actor_target": comps["actor"].target_net,
-        "critic": comps["critic"].net,
-        "critic_target": comps["critic"].target_net,
-        "value": comps["value"],
-        "behavior": comps["behavior"],
-    }
 
 
 def test_recipe_updates_and_schedules():

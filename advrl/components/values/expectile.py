@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from advrl.component import Component, option, slot
-from advrl.nn import mlp
+from advrl.component import option, slot
+from advrl.components.values._network import StateValueNet
 from advrl.registry import register
 
 
@@ -18,7 +18,7 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
 
 
 @register("value", "expectile")
-class ExpectileValue(Component):
+class ExpectileValue(StateValueNet):
     """V(s) = MLP(s), trained towards the tau-expectile of Q(s, a) over dataset actions.
 
     The Q values come from the critic's target network reduced by ``q`` (IQL: min of two).
@@ -40,13 +40,9 @@ class ExpectileValue(Component):
     writes = ("loss_value", "state_value", "value_target")
 
     def __init__(self, config: Config, spec):
-        super().__init__(config, spec)
         if not 0.0 < config.expectile < 1.0:
             raise ValueError(f"value expectile: expectile must lie in (0, 1), got {config.expectile}.")
-        self.net = mlp(spec.obs_dim, config.hidden_sizes, 1, config.activation)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs).squeeze(-1)
+        super().__init__(config, spec)
 
     def compute(self, td, step):
         cfg = self.config

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from advrl.component import Component, option
-from advrl.nn import mlp
+from advrl.component import option
+from advrl.components.values._network import StateValueNet
 from advrl.registry import register
 
 
 @register("value", "td")
-class TDValue(Component):
+class TDValue(StateValueNet):
     """V(s) = MLP(s); loss = MSE(V(s), td_target), the target the critic term of the same
     update wrote. In A2PO's code V is a head of the critic module trained on the same target
     y = r + gamma min Q'(s', a*) with a* the decoded target-policy action, so V approximates
@@ -25,13 +23,6 @@ class TDValue(Component):
 
     reads = ("observation", "td_target")
     writes = ("loss_value", "state_value")
-
-    def __init__(self, config: Config, spec):
-        super().__init__(config, spec)
-        self.net = mlp(spec.obs_dim, config.hidden_sizes, 1, config.activation)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs).squeeze(-1)
 
     def compute(self, td, step):
         v = self(td["observation"])

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 import torch
 
-from advrl.component import Component, option, slot
-from advrl.nn import mlp
+from advrl.component import option, slot
+from advrl.components.values._network import StateValueNet
 from advrl.registry import register
 
 
 @register("value", "td_min")
-class TDMinValue(Component):
+class TDMinValue(StateValueNet):
     """V(s) = MLP(s); loss = MSE(V(s), min(y_online, y_target)).
 
     y_target is the critic term's ``td_target`` (target critics at the smoothed target action
@@ -31,13 +31,6 @@ class TDMinValue(Component):
 
     reads = ("observation", "reward", "next.observation", "terminated", "td_target", "next_action")
     writes = ("loss_value", "state_value")
-
-    def __init__(self, config: Config, spec):
-        super().__init__(config, spec)
-        self.net = mlp(spec.obs_dim, config.hidden_sizes, 1, config.activation)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs).squeeze(-1)
 
     def compute(self, td, step):
         with torch.no_grad():
