@@ -77,7 +77,10 @@ def open_minari(dataset_id: str, download: bool = False):
         from advrl.data import catalog
 
         if catalog.is_buildable(dataset_id):
-            catalog.build(dataset_id)
+            import sys
+
+            print(f"advrl: building {dataset_id} locally on first use (into {datasets_root()}) ...", file=sys.stderr, flush=True)
+            catalog.build(dataset_id, log=lambda message: print(f"advrl: {message}", file=sys.stderr, flush=True))
         elif not download:
             raise DatasetError(
                 f"Dataset {dataset_id!r} is not in the local Minari store ({datasets_root()}). "
