@@ -160,10 +160,40 @@ def report(suite_path: Path) -> None:
         speed = f"{s['steps_per_s_median']:.1f}" if s["steps_per_s_median"] else "—"
         lines.append(f"| {label} | {s['finished_seeds']} | {score} | {speed} |")
     table = "\n".join(lines)
+    noise = noise_table(suite, jobs)
+    if noise:
+        table += "\n\nNormalised score of the final policies under Gaussian observation noise:\n\n" + noise
     (root / "table.md").write_text(table + "\n")
     _plot(curves, root / "curves.png", suite["name"])
     print(table)
     print(f"\nwritten: {root / 'table.md'}, {root / 'curves.png'}, {root / 'summary.json'}")
+
+
+def noise_table(suite: dict, jobs: list[Job]) -> str:
+    """Final policies evaluated under Gaussian observation noise (``noise:`` in the suite).
+
+    Results are cached per run in ``noise.json`` (``advrl eval RUN --obs-noise SIGMA``)."""
+    sigmas = [float(x) for x in suite.get("noise", [])]
+    if not sigmas:
+        return ""
+    import advrl
+
+    rows = ["| run | " + " | ".join(f"sigma {x:g}" for x in sigmas) + " |", "| --- |" + " --- |" * len(sigmas)]
+    for label in dict.fromkeys(job.label for job in jobs):
+        scores = {x: [] for x in sigmas}
+        for job in (j for j in jobs if j.label == label and j.finished()):
+            cache = job.run_dir / "noise.json"
+            results = json.loads(cache.read_text()) if cache.exists() else {}
+            for sigma in sigmas:
+                if str(sigma) not in results:
+                    run = advrl.load_run(job.run_dir)
+                    results[str(sigma)] = run.evaluate(episodes=int(suite.get("noise_episodes", 10)), obs_noise=sigma)
+                    cache.write_text(json.dumps(results, indent=2))
+                result = results[str(sigma)]
+                scores[sigma].append(result.get("score_mean", result["return_mean"]))
+        cells = [f"{np.mean(v):.1f} ± {np.std(v):.1f}" if v else "—" for v in scores.values()]
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 def _plot(curves: dict, path: Path, title: str) -> None:
