@@ -105,9 +105,8 @@ class UpdateStage:
                 param.grad = grad  # kept for inspection; the optimiser takes grads directly
             all_grads.append(grads)
         for group, grads in zip(self.groups, all_grads):
-            step = getattr(group.optimizer, "step_with_grads", None)
-            if step is not None:
-                step(grads)
+            if isinstance(group.optimizer, FusedAdam):
+                group.optimizer.step_with_grads(grads)
             else:
                 group.optimizer.step()
             if group.lr_scheduler is not None:
