@@ -168,3 +168,15 @@ def test_constant_beta_reproduces_the_td3bc_step():
         results.append(components["actor"].state_dict())
     for key in results[0]:
         assert torch.allclose(results[0][key], results[1][key], atol=1e-6), key
+
+
+def test_select_all_marks_every_sample_and_swaps_in_with_one_override():
+    selector = make("selector", "all", SPEC, out_key="trust")
+    assert torch.equal(selector.compute(batch(SPEC, size=3), 1)["trust"], torch.ones(3))
+    recipe = load_recipe(
+        RECIPES / "ssar_td3bc.yaml", ["components.selector.name=all", "components.selector.out_key=trust"],
+        dataset_facts={"obs_dim": 3, "action_dim": 2, "max_action": 1.0},
+    )
+    components = build_components(recipe, DataSpec(3, 2), bind=False)
+    build_updates(recipe, components, torch.device("cpu"))
+    assert components["selector"].name == "all"

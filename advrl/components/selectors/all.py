@@ -1,0 +1,26 @@
+"""Select every transition: the no-selection baseline of a selector slot (SSAR without D-hat)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from advrl.component import Component, option
+from advrl.registry import register
+
+
+@register("selector", "all")
+class SelectAll(Component):
+    """mask = 1 for every sample, so a recipe with a selector slot can switch selection off
+    with one override (``components.selector.name=all``)."""
+
+    @dataclass
+    class Config:
+        out_key: str = option("mask", "batch key of the 0/1 mask")
+
+    reads = ("observation",)
+    writes = ("{out_key}",)
+
+    def compute(self, td, step):
+        return {self.config.out_key: torch.ones(td["observation"].shape[0], device=td["observation"].device)}
