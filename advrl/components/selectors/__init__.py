@@ -1,6 +1,8 @@
 """Registered selectors."""
 
-from advrl.components.selectors import advantage_threshold  # noqa: F401
-from advrl.components.selectors import all  # noqa: F401
-from advrl.components.selectors import iql_advantage  # noqa: F401
-from advrl.components.selectors import return_threshold  # noqa: F401
+from advrl.components.selectors import (
+    advantage_threshold,  # noqa: F401
+    iql_advantage,  # noqa: F401
+    return_threshold,  # noqa: F401
+    select_all,  # noqa: F401
+)

@@ -1,4 +1,4 @@
-"""Select every transition: the no-selection baseline of a selector slot (SSAR without D-hat)."""
+"""Select every transition (registry name `all`; the file is not all.py, a Python builtin)."""
 
 from __future__ import annotations
 
