@@ -116,3 +116,22 @@ def parts(comps):
         "value": comps["value"],
         "behavior": comps["behavior"],
     }
+
+
+@torch.no_grad()
+def copy_vae_into_reference(behavior, ref_vae) -> None:
+    """Copy advrl's (C)VAE weights into a reference VAE with separate mean/log_std heads
+    (advrl's encoder ends in one layer producing both, mean first)."""
+    from torch import nn
+
+    enc = [m for m in behavior.encoder if isinstance(m, nn.Linear)]
+    ref_enc = [m for m in ref_vae.encoder if isinstance(m, nn.Linear)]
+    assert len(enc) == len(ref_enc) + 1
+    for src, dst in zip(enc[:-1], ref_enc):
+        dst.load_state_dict(src.state_dict())
+    latent = ref_vae.latent_dim
+    ref_vae.mean.weight.copy_(enc[-1].weight[:latent])
+    ref_vae.mean.bias.copy_(enc[-1].bias[:latent])
+    ref_vae.log_std.weight.copy_(enc[-1].weight[latent:])
+    ref_vae.log_std.bias.copy_(enc[-1].bias[latent:])
+    ref_vae.decoder.load_state_dict(behavior.decoder.state_dict())

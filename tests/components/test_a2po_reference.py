@@ -10,7 +10,7 @@ import importlib.util
 from pathlib import Path
 
 import torch
-from _helpers import train_step
+from _helpers import copy_vae_into_reference, train_step
 from tensordict import TensorDict
 from torch import nn
 
@@ -83,17 +83,7 @@ def _copy_weights(comps, ref) -> None:
                 linear.weight.copy_(layer.weight[member].T)
                 linear.bias.copy_(layer.bias[member, 0])
         dst.v_net.load_state_dict(comps["value"].net.state_dict())
-    enc = [m for m in comps["behavior"].encoder if isinstance(m, nn.Linear)]
-    ref_enc = [m for m in ref.vae.encoder if isinstance(m, nn.Linear)]
-    assert len(enc) == len(ref_enc) + 1
-    for src, dst in zip(enc[:-1], ref_enc):
-        dst.load_state_dict(src.state_dict())
-    latent = ref.vae.latent_dim
-    ref.vae.mean.weight.copy_(enc[-1].weight[:latent])
-    ref.vae.mean.bias.copy_(enc[-1].bias[:latent])
-    ref.vae.log_std.weight.copy_(enc[-1].weight[latent:])
-    ref.vae.log_std.bias.copy_(enc[-1].bias[latent:])
-    ref.vae.decoder.load_state_dict(comps["behavior"].decoder.state_dict())
+    copy_vae_into_reference(comps["behavior"], ref.vae)
 
 
 @torch.no_grad()

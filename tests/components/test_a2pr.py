@@ -18,6 +18,7 @@ from _helpers import (
     assert_all_changed,
     assert_unchanged,
     bind_all,
+    copy_vae_into_reference,
     make,
     parts,
     run,
@@ -734,16 +735,7 @@ def _copy_weights(comps, ref):
                 linear.weight.copy_(layer.weight[member].T)
                 linear.bias.copy_(layer.bias[member, 0])
     ref.value.net.load_state_dict(comps["value"].net.state_dict())
-    enc = [m for m in comps["behavior"].encoder if isinstance(m, nn.Linear)]
-    ref_enc = [m for m in ref.vae.encoder if isinstance(m, nn.Linear)]
-    for src, dst in zip(enc[:-1], ref_enc):
-        dst.load_state_dict(src.state_dict())
-    latent = ref.vae.latent_dim
-    ref.vae.mean.weight.copy_(enc[-1].weight[:latent])
-    ref.vae.mean.bias.copy_(enc[-1].bias[:latent])
-    ref.vae.log_std.weight.copy_(enc[-1].weight[latent:])
-    ref.vae.log_std.bias.copy_(enc[-1].bias[latent:])
-    ref.vae.decoder.load_state_dict(comps["behavior"].decoder.state_dict())
+    copy_vae_into_reference(comps["behavior"], ref.vae)
 
 
 TINY = {"actor_hidden": (8, 8, 8), "critic_hidden": (8, 8, 8, 8), "value_hidden": (8, 8, 8, 8), "vae_hidden": (8, 8)}
