@@ -328,3 +328,20 @@ def test_sac_temperature_explicit_target_and_multiplier():
     torch.testing.assert_close(out["loss_temperature"], torch.tensor(2.0))  # -(-1 * 2)
     torch.testing.assert_close(out["entropy_coef"], torch.full((2,), 3.0 * math.exp(-1.0)))
     torch.testing.assert_close(temp.value(), torch.tensor(3.0 * math.exp(-1.0)))
+
+
+def test_value_backup_critic_mean_reduction_halves_the_two_member_sum():
+    """ensemble_reduction mean (CORL's IQL) is the sum over members divided by their number."""
+    spec = DataSpec(obs_dim=2, action_dim=1)
+    comps = {
+        "critic": make("critic", "q_ensemble", spec, hidden_sizes=[4]),
+        "value": make("value", "expectile", spec, hidden_sizes=[4]),
+    }
+    summed = make("objective", "value_backup_critic", spec)
+    averaged = make("objective", "value_backup_critic", spec, ensemble_reduction="mean")
+    comps.update(summed=summed, averaged=averaged)
+    bind_all(comps)
+    td = batch(spec, size=6)
+    assert torch.allclose(averaged.compute(td, 1)["loss_critic"] * 2, summed.compute(td, 1)["loss_critic"])
+    with pytest.raises(ValueError, match="ensemble_reduction"):
+        make("objective", "value_backup_critic", spec, ensemble_reduction="max")
