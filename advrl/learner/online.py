@@ -2,7 +2,7 @@
 
 Each environment step adds one transition, then (after ``online.learning_starts``) runs one
 gradient step of the recipe's updates, exactly as offline. Used to train behaviour policies
-for locally built datasets (and, later, for offline-to-online fine-tuning).
+for locally built datasets; :mod:`advrl.learner.finetune` extends it for offline-to-online.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
 from advrl.data import catalog
 from advrl.data.dataset import DatasetInfo
@@ -108,14 +109,14 @@ class OnlineTrainer(Trainer):
 
 
 def train_online(recipe, overrides=(), run_dir: str | Path | None = None, progress: bool = True) -> RunResult:
-    if not hasattr(recipe, "online"):
+    if not isinstance(recipe, DictConfig):
         recipe = load_recipe(recipe, overrides)
     elif overrides:
         recipe = validate(apply_overrides(recipe, list(overrides)))
     recipe = recipe.copy()
-    if run_dir is None:
-        env = re.sub(r"[^A-Za-z0-9_.-]", "-", str(recipe.online.env))
-        run_dir = default_run_dir(recipe).parent.parent / env / default_run_dir(recipe).name
+    if run_dir is None:  # runs/<name>/<env>/seed<k>-<time>: the env stands where offline runs name the dataset
+        offline_style = default_run_dir(recipe)
+        run_dir = offline_style.parent.parent / re.sub(r"[^A-Za-z0-9_.-]", "-", str(recipe.online.env)) / offline_style.name
     return OnlineTrainer(recipe, Path(run_dir), resume=False, progress=progress).fit()
 
 
