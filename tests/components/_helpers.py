@@ -135,3 +135,21 @@ def copy_vae_into_reference(behavior, ref_vae) -> None:
     ref_vae.log_std.weight.copy_(enc[-1].weight[latent:])
     ref_vae.log_std.bias.copy_(enc[-1].bias[latent:])
     ref_vae.decoder.load_state_dict(behavior.decoder.state_dict())
+
+
+@torch.no_grad()
+def copy_actor_critic_into_reference(comps, ref) -> None:
+    """advrl's actor (and target) and critic ensemble (and target) into a CORL-style reference:
+    ensemble member m -> ``q{m+1}_net`` (advrl stores weights [in, out], nn.Linear [out, in])."""
+    from torch import nn
+
+    ref.actor.net.load_state_dict(comps["actor"].net.state_dict())
+    ref.actor_target.net.load_state_dict(comps["actor"].target_net.module.state_dict())
+    for src, dst in ((comps["critic"].net, ref.critic), (comps["critic"].target_net.module, ref.critic_target)):
+        ensemble_layers = [m for m in src if hasattr(m, "weight")]
+        for member, net in enumerate((dst.q1_net, dst.q2_net)):
+            linears = [m for m in net if isinstance(m, nn.Linear)]
+            assert len(linears) == len(ensemble_layers)
+            for layer, linear in zip(ensemble_layers, linears):
+                linear.weight.copy_(layer.weight[member].T)
+                linear.bias.copy_(layer.bias[member, 0])

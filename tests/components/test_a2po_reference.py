@@ -10,9 +10,8 @@ import importlib.util
 from pathlib import Path
 
 import torch
-from _helpers import copy_vae_into_reference, train_step
+from _helpers import copy_actor_critic_into_reference, copy_vae_into_reference, train_step
 from tensordict import TensorDict
-from torch import nn
 
 from advrl import DataSpec
 from advrl.learner.assembly import build_components, build_updates
@@ -72,16 +71,8 @@ def _copy_weights(comps, ref) -> None:
     """advrl's parameters into the reference's modules: ensemble member m -> q{m+1}_net, V into the
     critic module's V head (also the target's, which is never read), the CVAE encoder's last
     layer split into the mean and log-sigma heads."""
-    ref.actor.net.load_state_dict(comps["actor"].net.state_dict())
-    ref.actor_target.net.load_state_dict(comps["actor"].target_net.module.state_dict())
-    for src, dst in ((comps["critic"].net, ref.critic), (comps["critic"].target_net.module, ref.critic_target)):
-        ensemble_layers = [m for m in src if hasattr(m, "weight")]
-        for member, net in enumerate((dst.q1_net, dst.q2_net)):
-            linears = [m for m in net if isinstance(m, nn.Linear)]
-            assert len(linears) == len(ensemble_layers)
-            for layer, linear in zip(ensemble_layers, linears):
-                linear.weight.copy_(layer.weight[member].T)
-                linear.bias.copy_(layer.bias[member, 0])
+    copy_actor_critic_into_reference(comps, ref)
+    for dst in (ref.critic, ref.critic_target):
         dst.v_net.load_state_dict(comps["value"].net.state_dict())
     copy_vae_into_reference(comps["behavior"], ref.vae)
 

@@ -18,6 +18,7 @@ from _helpers import (
     assert_all_changed,
     assert_unchanged,
     bind_all,
+    copy_actor_critic_into_reference,
     copy_vae_into_reference,
     make,
     parts,
@@ -725,15 +726,7 @@ def _reference_module():
 def _copy_weights(comps, ref):
     """advrl's parameters into the reference's modules (ensemble member m -> q{m+1}_net, the
     VAE encoder's last layer split into the mean and log-sigma heads)."""
-    ref.actor.net.load_state_dict(comps["actor"].net.state_dict())
-    ref.actor_target.net.load_state_dict(comps["actor"].target_net.module.state_dict())
-    for src, dst in ((comps["critic"].net, ref.critic), (comps["critic"].target_net.module, ref.critic_target)):
-        ensemble_layers = [m for m in src if hasattr(m, "weight")]
-        for member, net in enumerate((dst.q1_net, dst.q2_net)):
-            linears = [m for m in net if isinstance(m, nn.Linear)]
-            for layer, linear in zip(ensemble_layers, linears):
-                linear.weight.copy_(layer.weight[member].T)
-                linear.bias.copy_(layer.bias[member, 0])
+    copy_actor_critic_into_reference(comps, ref)
     ref.value.net.load_state_dict(comps["value"].net.state_dict())
     copy_vae_into_reference(comps["behavior"], ref.vae)
 
