@@ -154,6 +154,40 @@ def test_export_from_run_dir_uses_latest_actor(fake_run, tmp_path):
     np.testing.assert_allclose(action, np.tanh(0.5), rtol=1e-6)
 
 
+def test_stochastic_policy_samples_with_the_callers_generator(tmp_path):
+    spec = advrl.DataSpec(11, 3)
+    actor = advrl.make("actor", "tanh_gaussian", spec=spec, hidden_sizes=[8], log_std_offset=-1.0)
+    payload = {
+        "format": policies.FORMAT,
+        "actor": {"name": "tanh_gaussian", "config": {"hidden_sizes": [8], "log_std_offset": -1.0}},
+        "spec": {"obs_dim": 11, "action_dim": 3, "max_action": 1.0},
+        "normalizer": {"mean": torch.zeros(11), "std": torch.ones(11)},
+        "state_dict": actor.state_dict(),
+    }
+    torch.save(payload, tmp_path / "p.pt")
+    obs = np.linspace(-1, 1, 22).reshape(2, 11)
+    first = policies.policy_from_file(tmp_path / "p.pt", np.random.default_rng(5))
+    again = policies.policy_from_file(tmp_path / "p.pt", np.random.default_rng(5))
+    fixed = policies.policy_from_file(tmp_path / "p.pt")
+    assert first.sampled and not fixed.sampled
+    sample = first(obs)
+    np.testing.assert_array_equal(sample, again(obs))
+    assert not np.array_equal(sample, first(obs))  # the generator moves on
+    noise = np.random.default_rng(5).standard_normal((2, 3)).astype(np.float32)
+    with torch.no_grad():
+        mean, raw = actor.net(torch.as_tensor(obs, dtype=torch.float32)).chunk(2, -1)
+        expected = torch.tanh(mean + (raw - 1.0).exp() * torch.as_tensor(noise))
+        np.testing.assert_allclose(sample, expected.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(fixed(obs), torch.tanh(mean).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_deterministic_policy_ignores_the_generator(fake_run, tmp_path):
+    record = policies.export_policy(fake_run, "hopper", "expert", episodes=1, root=tmp_path)
+    assert record["acting"] == "deterministic" and record["return_mean"] == record["deterministic_return_mean"]
+    policy = policies.load_policy("hopper", "expert", rng=np.random.default_rng(0), root=tmp_path)
+    assert not policy.sampled
+
+
 def test_random_policy_is_seeded_uniform():
     a = policies.load_policy("hopper", "random", rng=np.random.default_rng(1))
     b = policies.load_policy("hopper", "random", rng=np.random.default_rng(1))

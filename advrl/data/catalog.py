@@ -4,7 +4,8 @@ Ids are ``advrl/<env>/<kind>-v0`` with env in hopper, halfcheetah, walker2d (Gym
 and kind one of
 
 * ``random``, ``medium``, ``expert``: roll-outs of one behaviour policy (``random`` is
-  uniform actions; the others are committed policies, see :mod:`advrl.data.policies`);
+  uniform actions; the others are committed policies, see :mod:`advrl.data.policies`, whose
+  stochastic actors sample their actions as D4RL's SAC policies did);
 * ``medium-expert``: half the transitions from the medium policy, half from the expert (D4RL);
 * ``random-medium``, ``random-expert``, ``random-medium-expert``: A2PO's mixed-quality
   datasets, equal shares of transitions unless ``proportions`` are given;
@@ -172,8 +173,7 @@ def build(
         for level, share, count in zip(levels, shares, counts):
             log(f"{dataset_id}: collecting {count} transitions with the {level} policy")
             stream = STREAMS[level]
-            rng = stream_rng(seed, stream) if level == "random" else None
-            policy = policies.load_policy(env, level, rng=rng, root=policies_root)
+            policy = policies.load_policy(env, level, rng=stream_rng(seed, stream), root=policies_root)
             part = collect_episodes(env_id, policy, count, seed, stream=stream)
             sources.append(
                 {

@@ -3,7 +3,7 @@
 A policy lives at ``<root>/<env>/<level>.pt`` (level ``medium`` or ``expert``; ``random``
 needs no file) with a record ``<root>/<env>/<level>.json`` saying where it came from (the
 online run, its seed and step, the command that trained it) and how good it is (return
-mean/std over 20 evaluation episodes). ``<root>`` is ``$ADVRL_POLICIES_PATH`` if set, else
+mean/std over 20 evaluation episodes, acting as datasets roll it out). ``<root>`` is ``$ADVRL_POLICIES_PATH`` if set, else
 the package folder ``advrl/policies``.
 
 The ``.pt`` file is small and self-contained: the actor's registry name and config, its
@@ -34,7 +34,7 @@ LEVELS = ("random", "medium", "expert")
 FILE_LEVELS = ("medium", "expert")
 FORMAT = "advrl-policy-v1"
 ENV_VAR = "ADVRL_POLICIES_PATH"
-TRAIN_RECIPE = "recipes/online/td3.yaml"
+TRAIN_RECIPE = "recipes/online/sac.yaml"
 _SNAPSHOT = re.compile(r"^step(\d+)\.pt$")
 
 
@@ -110,7 +110,9 @@ def load_policy(env: str, level: str, rng: np.random.Generator | None = None, ro
     """A callable ``obs [obs_dim] or [N, obs_dim] -> action`` (numpy float32).
 
     ``random`` draws uniform actions from ``rng`` (required, so the caller owns the seed);
-    ``medium``/``expert`` act deterministically with the stored actor on the CPU.
+    ``medium``/``expert`` use the stored actor on the CPU: a stochastic actor samples its
+    actions with noise from ``rng`` when one is given (as D4RL's SAC behaviour policies did),
+    otherwise every actor acts deterministically.
     """
     env_id = _check(env, level)
     if level == "random":
@@ -128,11 +130,13 @@ def load_policy(env: str, level: str, rng: np.random.Generator | None = None, ro
         return uniform_policy(space, rng)
     if not has(env, level, root):
         raise missing_policy_error(env, level, root)
-    return policy_from_file(policy_path(env, level, root))
+    return policy_from_file(policy_path(env, level, root), rng)
 
 
-def policy_from_file(path: str | os.PathLike):
-    """Build the deterministic policy stored in one exported ``.pt`` file."""
+def policy_from_file(path: str | os.PathLike, rng: np.random.Generator | None = None):
+    """Build the policy stored in one exported ``.pt`` file: deterministic, or sampling with
+    standard-normal noise drawn from ``rng`` if given and the actor is stochastic
+    (``act_with_noise``). ``policy.sampled`` says which."""
     import torch
 
     import advrl
@@ -156,13 +160,20 @@ def policy_from_file(path: str | os.PathLike):
     mean = state["normalizer"]["mean"].double().numpy()
     std = state["normalizer"]["std"].double().numpy()
 
+    sampled = rng is not None and hasattr(actor, "act_with_noise")
+
     @torch.no_grad()
     def policy(obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float64)
         normalized = torch.as_tensor(((obs - mean) / std).astype(np.float32))
+        if sampled:
+            shape = normalized.shape[:-1] + (spec.action_dim,)
+            noise = torch.as_tensor(rng.standard_normal(shape).astype(np.float32))
+            return actor.act_with_noise(normalized, noise).numpy().astype(np.float32)
         return actor.act(normalized).numpy().astype(np.float32)
 
     policy.actor = actor
+    policy.sampled = sampled
     return policy
 
 
@@ -328,15 +339,21 @@ def export_policy(
         info = DatasetInfo(
             f"policy:{env}/{level}", spec.obs_dim, spec.action_dim, spec.max_action, 0, 0, ref_min, ref_max, env_id
         )
-        result = evaluate(policy, lambda: gym.make(env_id), episodes, eval_seed, info)
+        deterministic = evaluate(policy, lambda: gym.make(env_id), episodes, eval_seed, info)
+        # Datasets roll a stochastic actor out with sampled actions: report the return they see.
+        sampling = policy_from_file(pt_tmp, np.random.default_rng(eval_seed))
+        result = evaluate(sampling, lambda: gym.make(env_id), episodes, eval_seed, info) if sampling.sampled else deterministic
         record = {
             "env": env,
             "env_id": env_id,
             "level": level,
+            "acting": "sampled" if sampling.sampled else "deterministic",
             "return_mean": result["return_mean"],
             "return_std": result["return_std"],
             "score_mean": result.get("score_mean"),
             "length_mean": result["length_mean"],
+            "deterministic_return_mean": deterministic["return_mean"],
+            "deterministic_return_std": deterministic["return_std"],
             "eval_episodes": episodes,
             "eval_seed": eval_seed,
             "seed": int(recipe.get("seed", 0)),

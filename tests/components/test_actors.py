@@ -152,6 +152,18 @@ def test_gaussian_act_and_sample():
     assert grad.abs().sum() > 0
 
 
+def test_gaussian_act_with_noise_is_mean_plus_std_noise_in_the_box():
+    spec = DataSpec(obs_dim=3, action_dim=2, max_action=1.5)
+    actor = make("actor", "gaussian", spec, hidden_sizes=[4])
+    with torch.no_grad():
+        actor.log_std.fill_(math.log(0.5))
+    obs = torch.randn(4, 3)
+    noise = torch.tensor([[1.0, -1.0], [0.0, 2.0], [100.0, -100.0], [0.5, 0.5]])
+    expected = (actor.act(obs) + 0.5 * noise).clamp(-1.5, 1.5)
+    torch.testing.assert_close(actor.act_with_noise(obs, noise), expected)
+    assert actor.act_with_noise(obs, noise)[2].abs().eq(1.5).all()
+
+
 # ---- deterministic -------------------------------------------------------------------------------
 def test_deterministic_actor_and_target():
     """a = max * tanh(net(s)); target_act uses the frozen copy, which follows by Polyak steps."""

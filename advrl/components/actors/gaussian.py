@@ -47,6 +47,11 @@ class GaussianActor(Component):
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.distribution(obs).log_prob(action).sum(-1)
 
+    def act_with_noise(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """A sample drawn with the caller's standard-normal ``noise`` (see TanhGaussianActor)."""
+        dist = self.distribution(obs)
+        return (dist.mean + dist.stddev * noise).clamp(-self.spec.max_action, self.spec.max_action)
+
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         dist = self.distribution(obs)
         action = dist.rsample()

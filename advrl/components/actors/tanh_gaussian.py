@@ -91,6 +91,12 @@ class TanhGaussianActor(Component):
         mean, _ = self._mean_log_std(obs)
         return self.spec.max_action * torch.tanh(mean)
 
+    def act_with_noise(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """A sample drawn with the caller's standard-normal ``noise`` (shape of the action), so
+        that a seeded outside generator makes the roll-out reproducible (dataset collection)."""
+        mean, log_std = self._mean_log_std(obs)
+        return self.spec.max_action * torch.tanh(mean + log_std.exp() * noise)
+
     def compute(self, td, step):
         action, log_prob = self.sample(td["observation"])
         return {"policy_action": action, "policy_log_prob": log_prob}
