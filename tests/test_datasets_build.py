@@ -248,10 +248,19 @@ def test_random_dataset_contents_metadata_and_loading(store):
     assert data.size == 300 and data.sample(4)["action"].shape == (4, 3)
 
 
-def test_default_sizes():
-    assert catalog.default_size("advrl/hopper/random-v0") == catalog.DEFAULT_SIZE == 100_000
+def test_default_sizes_and_size_tags():
+    assert catalog.default_size("advrl/hopper/random-v0") == catalog.FULL_SIZE == 1_000_000
     assert catalog.default_size("advrl/walker2d/medium-expert-v0") == 1_000_000
     assert catalog.default_size("advrl/hopper/medium-replay-v0") is None
+    assert catalog.default_size("advrl/hopper/random-100k-v0") == 100_000
+    assert catalog.default_size("advrl/hopper/medium-replay-20k-v0") == 20_000
+    assert catalog.parse("advrl/hopper/random-medium-expert-2m-v0") == ("hopper", "random-medium-expert")
+    assert catalog.size_tag("advrl/hopper/random-medium-expert-2m-v0") == 2_000_000
+    assert catalog.size_tag("advrl/hopper/medium-300-v0") == 300 and catalog.size_tag("advrl/hopper/medium-v0") is None
+    for bad in ("advrl/hopper/medium-0k-v0", "advrl/hopper/medium-10g-v0", "advrl/hopper/100k-v0"):
+        assert not catalog.is_buildable(bad)
+        with pytest.raises(catalog.UnknownDatasetError, match="size tag"):
+            catalog.parse(bad)
     assert len(catalog.buildable_ids()) == 3 * 8 and catalog.is_buildable("advrl/halfcheetah/random-medium-expert-v0")
 
 
@@ -373,8 +382,7 @@ def test_first_use_builds_the_default_size_and_explains_missing_policies(minari_
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     monkeypatch.setenv(policies.ENV_VAR, str(tmp_path / "no-policies"))
-    monkeypatch.setattr(catalog, "DEFAULT_SIZE", 120)  # 100k in real use
-    assert open_minari("advrl/walker2d/random-v0").total_steps == 120
+    assert open_minari("advrl/walker2d/random-120-v0").total_steps == 120  # the size tag sets the size
     with pytest.raises(DatasetError, match="No expert behaviour policy for walker2d.*advrl online"):
         open_minari("advrl/walker2d/expert-v0")
 
@@ -391,6 +399,8 @@ def test_missing_policy_and_bad_ids_are_explained(minari_root, tmp_path, monkeyp
         catalog.build("advrl/hoper/medium-v0", size=100)
     with pytest.raises(catalog.UnknownDatasetError, match="kind in random, medium, expert"):
         catalog.build("advrl/hopper/super-v0", size=100)
+    with pytest.raises(DatasetError, match="names its size .100 transitions.; --size 50 contradicts it"):
+        catalog.build("advrl/hopper/random-100-v0", size=50)
     with pytest.raises(DatasetError, match="single-policy dataset"):
         catalog.build("advrl/hopper/random-v0", size=100, proportions={"random": 1.0})
     with pytest.raises(DatasetError, match="must name exactly random, medium"):

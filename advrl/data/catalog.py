@@ -13,9 +13,11 @@ and kind one of
   to the medium policy's step (D4RL), read from that run's checkpoint.
 
 Each share is collected by its own seeded stream (stream = level index), so the medium half
-of ``medium-expert`` is the start of ``medium`` built with the same seed. Sizes: ``random``
-defaults to 100k transitions (the recipes' default dataset is built on first use and should
-be quick), the policy datasets to D4RL's 1M, ``medium-replay`` to the whole replay prefix.
+of ``medium-expert`` is the start of ``medium`` built with the same seed. Sizes: D4RL's 1M
+transitions (``medium-replay``: the whole replay prefix), unless the id carries a size tag:
+``advrl/hopper/medium-100k-v0`` is 100k transitions of the medium policy. Tagged ids keep
+small and full-size datasets apart in one store; the recipes' default dataset is a tagged
+one, so that building it on first use takes about a minute.
 
 Scores use D4RL's reference returns (``../shared/reference/d4rl_ref_scores.md``), so they
 read like the papers' even though v5 is not D4RL's mujoco-py v2. Every built dataset has
@@ -50,8 +52,7 @@ KINDS: dict[str, tuple[str, ...]] = {  # kind -> behaviour levels, in collection
     "random-expert": ("random", "expert"),
     "random-medium-expert": ("random", "medium", "expert"),
 }
-DEFAULT_SIZE = 100_000  # advrl/<env>/random-v0, the recipes' default dataset, built on first use
-FULL_SIZE = 1_000_000  # D4RL's size: every other policy kind
+FULL_SIZE = 1_000_000  # D4RL's size: every kind without a size tag, except medium-replay
 STREAMS = {"random": 0, "medium": 1, "expert": 2}
 REMOTE_ENVS = (
     "ant",
@@ -66,7 +67,10 @@ REMOTE_ENVS = (
     "walker2d",
 )
 REMOTE_LEVELS = ("medium", "expert")
-_PATTERN = re.compile(r"^advrl/(?P<env>[a-z0-9]+)/(?P<kind>[a-z-]+)-v0$")
+# an optional size tag (``-100k``, ``-2m``, ``-5000``) before ``-v0`` names a dataset of that
+# many transitions, so datasets of one kind and different sizes live side by side in a store
+_PATTERN = re.compile(r"^advrl/(?P<env>[a-z0-9]+)/(?P<kind>[a-z-]+?)(?:-(?P<size>[1-9][0-9]*)(?P<unit>[km]?))?-v0$")
+_UNITS = {"": 1, "k": 1_000, "m": 1_000_000}
 
 
 class UnknownDatasetError(DatasetError):
@@ -83,11 +87,18 @@ def remote_ids() -> list[str]:
 
 
 def parse(dataset_id: str) -> tuple[str, str]:
-    """``advrl/<env>/<kind>-v0`` -> (env, kind); unknown ids raise with close matches."""
+    """``advrl/<env>/<kind>[-<size>]-v0`` -> (env, kind); unknown ids raise with close matches."""
     match = _PATTERN.match(dataset_id)
     if not match or match["env"] not in ENVS or match["kind"] not in KINDS:
         raise unknown_id_error(dataset_id)
     return match["env"], match["kind"]
+
+
+def size_tag(dataset_id: str) -> int | None:
+    """The number of transitions an id's size tag names (``advrl/hopper/medium-100k-v0``: 100000)."""
+    parse(dataset_id)
+    match = _PATTERN.match(dataset_id)
+    return int(match["size"]) * _UNITS[match["unit"]] if match["size"] else None
 
 
 def is_buildable(dataset_id: str) -> bool:
@@ -101,16 +112,19 @@ def unknown_id_error(dataset_id: str, candidates=(), what: str = "advrl cannot b
     hint = f" Did you mean {' or '.join(close)}?" if close else ""
     return UnknownDatasetError(
         f"{what} {dataset_id!r}.{hint} Buildable ids are advrl/<env>/<kind>-v0 with env in {', '.join(ENVS)} "
-        f"and kind in {', '.join(KINDS)}; `advrl data list` shows what is local and buildable."
+        f"and kind in {', '.join(KINDS)}, optionally with a size tag (advrl/hopper/medium-100k-v0); "
+        "`advrl data list` shows what is local and buildable."
     )
 
 
 def default_size(dataset_id: str) -> int | None:
-    """The size ``build`` uses when none is given (None: medium-replay's whole replay prefix)."""
+    """The size ``build`` uses when none is given: the id's size tag, else D4RL's 1M
+    (None: medium-replay's whole replay prefix)."""
     _, kind = parse(dataset_id)
-    if kind == "medium-replay":
-        return None
-    return DEFAULT_SIZE if kind == "random" else FULL_SIZE
+    tagged = size_tag(dataset_id)
+    if tagged is not None or kind == "medium-replay":
+        return tagged
+    return FULL_SIZE
 
 
 def missing_policies(dataset_id: str, root=None) -> list[str]:
@@ -153,6 +167,10 @@ def build(
             f"Dataset {dataset_id!r} already exists at {path}; delete that folder to rebuild it "
             "(a different size or seed is a different dataset: keep both under different MINARI_DATASETS_PATH roots)."
         )
+    tagged = size_tag(dataset_id)
+    if size is not None and tagged is not None and size != tagged:
+        raise DatasetError(f"{dataset_id} names its size ({tagged} transitions); --size {size} contradicts it: drop one.")
+    size = tagged if size is None else size
     if run_dir is not None and kind != "medium-replay":
         raise DatasetError(f"run_dir (--run) applies to medium-replay only, not {kind}.")
     levels = KINDS[kind]
