@@ -387,6 +387,22 @@ def test_first_use_builds_the_default_size_and_explains_missing_policies(minari_
         open_minari("advrl/walker2d/expert-v0")
 
 
+def test_runs_starting_together_build_a_dataset_once(tmp_path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(tmp_path / "minari"), "HF_HUB_OFFLINE": "1"}
+    code = "from advrl.data.dataset import open_minari; print(open_minari('advrl/hopper/random-400-v0').total_steps)"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    assert [out.strip() for out, _ in outputs] == ["400", "400"]
+    assert sum("building advrl/hopper/random-400-v0" in err for _, err in outputs) == 1
+
+
 def test_missing_policy_and_bad_ids_are_explained(minari_root, tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     monkeypatch.setenv(policies.ENV_VAR, str(tmp_path / "no-policies"))

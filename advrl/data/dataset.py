@@ -65,6 +65,37 @@ def datasets_root() -> str:
     return str(get_dataset_path())
 
 
+def _build_on_first_use(dataset_id: str) -> None:
+    """Build a buildable id once, even when several runs start on it together (a benchmark
+    harness with one run per core): the first takes a lock and builds, the others wait for
+    the lock and then find the dataset there."""
+    import sys
+
+    from advrl.data import catalog
+
+    def say(message):
+        print(f"advrl: {message}", file=sys.stderr, flush=True)
+
+    root = datasets_root()
+    os.makedirs(root, exist_ok=True)
+    lock_path = os.path.join(root, ".advrl-build-" + dataset_id.replace("/", "--") + ".lock")
+    with open(lock_path, "w") as lock:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no cross-process lock
+            fcntl = None
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if os.path.isdir(os.path.join(root, dataset_id)):
+                return  # another process built it while this one waited
+            say(f"building {dataset_id} locally on first use (into {root}) ...")
+            catalog.build(dataset_id, log=say)
+        finally:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def open_minari(dataset_id: str, download: bool = False):
     """Open a Minari dataset: local ids from MINARI_DATASETS_PATH; remote ids through
     minari's own download path when ``download`` is true."""
@@ -77,10 +108,7 @@ def open_minari(dataset_id: str, download: bool = False):
         from advrl.data import catalog
 
         if catalog.is_buildable(dataset_id):
-            import sys
-
-            print(f"advrl: building {dataset_id} locally on first use (into {datasets_root()}) ...", file=sys.stderr, flush=True)
-            catalog.build(dataset_id, log=lambda message: print(f"advrl: {message}", file=sys.stderr, flush=True))
+            _build_on_first_use(dataset_id)
         elif not download:
             raise DatasetError(
                 f"Dataset {dataset_id!r} is not in the local Minari store ({datasets_root()}). "
