@@ -150,9 +150,12 @@ class Component(nn.Module):
     def is_term(self) -> bool:
         return type(self).compute is not Component.compute
 
-    def prepare(self, data, context: dict) -> None:
+    def prepare(self, data, context: dict) -> dict | None:
         """Called once before training with the offline data (e.g. to pre-train and cache
-        per-transition labels). ``context`` holds ``seed`` and ``device``. Default: nothing."""
+        per-transition labels). ``context`` holds ``seed`` and ``device``. May return numbers
+        worth keeping (e.g. ``{"pretrain_seconds": ...}``): the trainer logs them with the
+        wall time of the call as a ``preparation`` record. Default: nothing."""
+        return None
 
     def update_targets(self, tau: float) -> None:
         raise TypeError(f"{self.kind} {self.name!r} has no target network to update.")

@@ -132,10 +132,13 @@ def report(suite_path: Path) -> None:
     labels = list(dict.fromkeys(job.label for job in jobs))
     summary, curves = {}, {}
     for label in labels:
-        finals, speeds, per_seed = [], [], []
+        finals, speeds, per_seed, prepared = [], [], [], []
         for job in (j for j in jobs if j.label == label):
             evals = _rows(job.run_dir / "metrics.jsonl", "eval")
             train = _rows(job.run_dir / "metrics.jsonl", "train")
+            preparation = _rows(job.run_dir / "metrics.jsonl", "preparation")
+            if preparation:  # e.g. the IQL pre-training of SSAR's selector: its cost, per run
+                prepared.append(sum(r.get("pretrain_seconds", r["seconds"]) for r in preparation))
             if job.finetune is not None and evals:  # online phase continues the x axis
                 offset = evals[-1]["step"]
                 evals += [{**r, "step": offset + r["step"]} for r in _rows(job.run_dir / "finetune" / "metrics.jsonl", "eval")]
@@ -150,15 +153,20 @@ def report(suite_path: Path) -> None:
             "final_score_mean": float(np.mean(finals)) if finals else None,
             "final_score_std": float(np.std(finals)) if finals else None,
             "steps_per_s_median": float(np.median(speeds)) if speeds else None,
+            "preparation_seconds_mean": float(np.mean(prepared)) if prepared else None,
         }
     root = suite["root"]
     root.mkdir(parents=True, exist_ok=True)
     (root / "summary.json").write_text(json.dumps(summary, indent=2))
-    lines = ["| run | seeds done | final normalised score | gradient steps/s (median) |", "| --- | --- | --- | --- |"]
+    lines = [
+        "| run | seeds done | final normalised score | gradient steps/s (median) | pre-training s (mean) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for label, s in summary.items():
         score = f"{s['final_score_mean']:.1f} ± {s['final_score_std']:.1f}" if s["final_score_mean"] is not None else "—"
         speed = f"{s['steps_per_s_median']:.1f}" if s["steps_per_s_median"] else "—"
-        lines.append(f"| {label} | {s['finished_seeds']} | {score} | {speed} |")
+        prep = f"{s['preparation_seconds_mean']:.0f}" if s["preparation_seconds_mean"] is not None else "—"
+        lines.append(f"| {label} | {s['finished_seeds']} | {score} | {speed} | {prep} |")
     table = "\n".join(lines)
     noise = noise_table(suite, jobs)
     if noise:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -39,3 +40,33 @@ def test_every_suite_names_existing_recipes():
         assert jobs, path
         for job in jobs:
             assert (REPO / job.recipe).is_file(), f"{path.name}: {job.recipe}"
+
+
+def test_report_tables_final_scores_speed_and_preparation_cost(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADVRL_BENCH_ROOT", str(tmp_path / "out"))
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(
+        "name: mini\nseeds: [0, 1]\nruns:\n"
+        "  - {label: plain, recipe: recipes/td3bc.yaml}\n"
+        "  - {label: selective, recipe: recipes/ssar_td3bc.yaml}\n"
+    )
+    _, jobs = harness.load_suite(suite_file)
+    finals = {("plain", 0): 40.0, ("plain", 1): 50.0, ("selective", 0): 60.0, ("selective", 1): 70.0}
+    for job in jobs:
+        job.run_dir.mkdir(parents=True)
+        rows = [
+            {"kind": "eval", "step": 5, "score_mean": 1.0, "return_mean": 9.0},
+            {"kind": "eval", "step": 10, "score_mean": finals[(job.label, job.seed)], "return_mean": 9.0},
+            {"kind": "train", "step": 10, "steps_per_s": 100.0 + job.seed},
+        ]
+        if job.label == "selective":
+            rows.insert(0, {"kind": "preparation", "step": 0, "slot": "selector", "seconds": 99.0, "pretrain_seconds": 30.0 + 10 * job.seed})
+        (job.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        job.mark_phase_done()
+    harness.report(suite_file)
+    table = (tmp_path / "out" / "mini" / "table.md").read_text().splitlines()
+    assert table[2] == "| plain | 2 | 45.0 ± 5.0 | 100.5 | — |"
+    assert table[3] == "| selective | 2 | 65.0 ± 5.0 | 100.5 | 35 |"
+    summary = json.loads((tmp_path / "out" / "mini" / "summary.json").read_text())
+    assert summary["selective"]["preparation_seconds_mean"] == 35.0
+    assert (tmp_path / "out" / "mini" / "curves.png").stat().st_size > 1000

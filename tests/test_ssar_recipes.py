@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,12 @@ def test_ssar_recipe_trains_and_beta_moves_with_threshold(recipe, minari_root, t
     assert threshold["n"].item() >= 1.0 and threshold["n"].item() <= 3.0
     header = (tmp_path / "run" / "train.csv").read_text().splitlines()[0]
     assert "loss_coefficient" in header
+    # the IQL pre-training of the selector is on record with its cost
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    (prepared,) = [r for r in records if r["kind"] == "preparation"]
+    assert prepared["slot"] == "selector" and prepared["pretrain_steps"] == 5 and prepared["from_cache"] is False
+    assert prepared["seconds"] >= prepared["pretrain_seconds"] > 0
+    assert (tmp_path / "run" / "preparation.csv").read_text().startswith("step,slot,seconds,pretrain_steps")
 
 
 def test_per_dataset_variant_with_trajectory_selection(minari_root, tiny_overrides, tmp_path):

@@ -33,7 +33,7 @@ class MetricsLogger:
                     kept.append(record)
             self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in kept))
             for record in kept:
-                self.rows[record["kind"]].append(record)
+                self.rows.setdefault(record["kind"], []).append(record)
         elif self.jsonl.exists():
             self.jsonl.unlink()
         for kind in self.rows:
@@ -58,7 +58,10 @@ class MetricsLogger:
             writer.writerows({k: v for k, v in row.items() if k != "kind"} for row in rows)
 
     def log(self, kind: str, step: int, values: dict[str, float]) -> None:
+        """Append a record of ``kind`` (train, eval, episode, or another: its CSV appears with it)."""
         record = {"kind": kind, "step": step, **values}
+        self.rows.setdefault(kind, [])
+        self.columns.setdefault(kind, [])
         with open(self.jsonl, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         self.rows[kind].append(record)

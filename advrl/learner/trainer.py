@@ -89,8 +89,7 @@ class Trainer:
             component.to(self.device)
         self.updates, dataset_reads = build_updates(recipe, self.components, self.device, self.data.keys)
         self.data.select(sorted(dataset_reads))
-        for component in self.components.values():
-            component.prepare(self._preparation_data(), {"seed": int(recipe.seed), "device": self.device})
+        preparation = self._prepare_components()
         if recipe.eval.policy not in self.components or not hasattr(self.components[recipe.eval.policy], "act"):
             raise RecipeError(f"eval.policy names {recipe.eval.policy!r}, which is not an actor slot of the recipe.")
         self.actor = self.components[recipe.eval.policy]
@@ -106,6 +105,20 @@ class Trainer:
             raise RecipeError(f"Run directory {self.run_dir} already holds a run; resume it with --resume or pick another --run-dir.")
         (self.run_dir / RECIPE_FILE).write_text(OmegaConf.to_yaml(recipe, resolve=True))
         self.logger = MetricsLogger(self.run_dir, resume_step=self.step if resume else None)
+        if not resume:  # a resumed run keeps the first record (its preparation then is a cache hit)
+            for slot, facts in preparation.items():
+                self.logger.log("preparation", 0, {"slot": slot, **facts})
+
+    def _prepare_components(self) -> dict[str, dict]:
+        """Run every component's ``prepare``; the facts of those that did something, timed."""
+        facts = {}
+        context = {"seed": int(self.recipe.seed), "device": self.device}
+        for name, component in self.components.items():
+            started = time.perf_counter()
+            reported = component.prepare(self._preparation_data(), context)
+            if reported is not None:
+                facts[name] = {"seconds": round(time.perf_counter() - started, 3), **reported}
+        return facts
 
     def _preparation_data(self):
         """The offline data components may pre-compute from (``Component.prepare``)."""

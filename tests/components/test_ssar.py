@@ -125,15 +125,18 @@ def test_iql_advantage_pretrains_caches_and_labels(minari_root, tmp_path, monkey
     spec = DataSpec(**data.info.facts())
     selector = make("selector", "iql_advantage", spec, pretrain_steps=5, batch_size=16)
     state = torch.get_rng_state()
-    selector.prepare(data, {"seed": 0, "device": torch.device("cpu")})
+    facts = selector.prepare(data, {"seed": 0, "device": torch.device("cpu")})
     assert torch.equal(torch.get_rng_state(), state)  # the run's random stream is untouched
+    assert facts["from_cache"] is False and facts["pretrain_steps"] == 5 and facts["pretrain_seconds"] > 0
+    assert facts["trusted_fraction"] == pytest.approx(float(selector.labels.mean()), abs=1e-4)
     assert selector.labels.shape == (data.size,)
     assert set(selector.labels.unique().tolist()) <= {0.0, 1.0}
     cache = selector.cache_path(data.info.id, 0)
     assert cache.is_file()
     again = make("selector", "iql_advantage", spec, pretrain_steps=5, batch_size=16)
-    again.prepare(data, {"seed": 0, "device": torch.device("cpu")})
+    cached = again.prepare(data, {"seed": 0, "device": torch.device("cpu")})
     assert torch.equal(again.labels, selector.labels)
+    assert cached == {**facts, "from_cache": True}  # the cost of making the labels, not of loading them
     idx = torch.tensor([0, 5, 7])
     assert torch.equal(selector.compute(TensorDict({"index": idx}, batch_size=[3]), 1)["trust"], selector.labels[idx])
 

@@ -49,7 +49,7 @@ class IQLAdvantage(Component):
         name = f"tau{cfg.expectile}-steps{cfg.pretrain_steps}-batch{cfg.batch_size}.pt"
         return cache_root() / "iql_trust" / dataset_id.replace("/", "__") / f"seed{seed}" / name
 
-    def prepare(self, data, context: dict) -> None:
+    def prepare(self, data, context: dict) -> dict:
         transitions = getattr(data, "transitions", None)
         if transitions is None:
             raise TypeError("selector iql_advantage needs an offline dataset to pre-train on.")
@@ -59,7 +59,7 @@ class IQLAdvantage(Component):
             if cached["n_transitions"] == data.size:
                 self.labels = cached["labels"].to(data.device)
                 self.pretrain_seconds = cached["seconds"]
-                return
+                return self._facts(from_cache=True)
         start = time.perf_counter()
         labels = self._pretrain(data, context)
         self.pretrain_seconds = time.perf_counter() - start
@@ -69,6 +69,16 @@ class IQLAdvantage(Component):
         record = {"labels": labels.cpu(), "n_transitions": data.size, "seconds": self.pretrain_seconds}
         atomic_torch_save(record, path)
         self.labels = labels.to(data.device)
+        return self._facts(from_cache=False)
+
+    def _facts(self, from_cache: bool) -> dict:
+        """What the pre-training cost (measured when the labels were made, also on a cache hit)."""
+        return {
+            "pretrain_steps": self.config.pretrain_steps,
+            "pretrain_seconds": round(self.pretrain_seconds, 3),
+            "from_cache": from_cache,
+            "trusted_fraction": round(float(self.labels.float().mean()), 4) if self.labels.numel() else 0.0,
+        }
 
     def _pretrain(self, data, context: dict) -> torch.Tensor:
         from advrl.data.dataset import OfflineData
