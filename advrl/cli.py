@@ -180,10 +180,10 @@ def cmd_data(args) -> int:
     if args.data_command == "export-policy":
         command = ["advrl", "data", "export-policy", args.source, "--env", args.env, "--level", args.level, "--episodes", str(args.episodes)]
         if args.pick_snapshot:
-            command.append("--pick-snapshot")
+            command += ["--pick-snapshot", "--candidates", str(args.candidates)]
         record = policies.export_policy(
             args.source, args.env, args.level, episodes=args.episodes, root=root, pick_snapshot=args.pick_snapshot,
-            eval_seed=args.eval_seed, command=shlex.join(command),
+            eval_seed=args.eval_seed, command=shlex.join(command), candidates=args.candidates,
         )
         print(json.dumps({"policy": str(policies.policy_path(args.env, args.level, root)), **record}))
         return 0
@@ -315,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--episodes", type=int, default=20, help="evaluation episodes for the record")
     export.add_argument("--eval-seed", type=int, default=0)
     export.add_argument("--pick-snapshot", action="store_true", help="pick the run's snapshot by D4RL's rule (expert: best; medium: ~1/3 of best)")
+    export.add_argument("--candidates", type=int, default=3, help="expert with --pick-snapshot: re-evaluate this many of the best snapshots, keep the best")
     export.add_argument("--policies", metavar="DIR", help="write here instead of $ADVRL_POLICIES_PATH or advrl/policies")
     export.set_defaults(func=cmd_data)
     return parser

@@ -147,6 +147,21 @@ def test_export_writes_small_actor_and_record(fake_run, tmp_path):
     assert (policy(obs) > 0.99).all()  # the step-200 actor's marker
 
 
+def test_expert_is_the_best_of_the_top_snapshots_evaluated_again(fake_run, tmp_path):
+    record = policies.export_policy(fake_run, "hopper", "expert", episodes=2, root=tmp_path, pick_snapshot=True, candidates=2)
+    tried = record["candidates"]
+    assert [c["steps"] for c in tried] == [300, 400]  # the two best by the run's own evaluation
+    assert [c["snapshot_return"] for c in tried] == [310.0, 290.0]
+    best = max(tried, key=lambda c: c["return_mean"])
+    assert record["steps"] == best["steps"] and record["return_mean"] == best["return_mean"]
+    assert json.loads((tmp_path / "hopper" / "expert.json").read_text()) == record
+    assert record["sha256"] == policies.file_sha256("hopper", "expert", tmp_path)
+    action = policies.load_policy("hopper", "expert", root=tmp_path)(np.zeros(11))
+    marker = MARKERS.get(record["steps"], 0.0)  # the output bias of the kept snapshot's actor
+    np.testing.assert_allclose(action, np.tanh(marker), atol=1e-6)
+    assert sorted(p.name for p in (tmp_path / "hopper").iterdir()) == ["expert.json", "expert.pt"]
+
+
 def test_export_from_run_dir_uses_latest_actor(fake_run, tmp_path):
     record = policies.export_policy(fake_run, "hopper", "expert", episodes=2, root=tmp_path)
     assert record["steps"] == RUN_STEPS and record["snapshot_evaluation"] is None

@@ -232,6 +232,7 @@ def export_policy(
     pick_snapshot: bool = False,
     eval_seed: int = 0,
     command: str | None = None,
+    candidates: int = 1,
 ) -> dict:
     """Export an online run's actor as the ``level`` behaviour policy of ``env``.
 
@@ -239,7 +240,13 @@ def export_policy(
     latest actor (``checkpoints/last.pt``), or with ``pick_snapshot`` the snapshot D4RL's rule
     picks for ``level`` (:func:`select_snapshot`). The actor is evaluated for ``episodes``
     episodes (reset seeds ``eval_seed + i``) and written with its record; returns the record.
+
+    An expert picked from snapshots is the best of one noisy evaluation (the online run's, a few
+    episodes); ``candidates > 1`` evaluates that many of the best snapshots again with
+    ``episodes`` episodes each and keeps the best (the record lists all of them).
     """
+    if pick_snapshot and level == "expert" and candidates > 1:
+        return _export_best_snapshot(Path(source), env, episodes, root, eval_seed, command, candidates)
     import gymnasium as gym
     import torch
     from omegaconf import OmegaConf
@@ -382,6 +389,41 @@ def export_policy(
         for tmp in folder.glob(f".{level}.*.tmp"):
             tmp.unlink(missing_ok=True)
     return record
+
+
+def _export_best_snapshot(run_dir: Path, env, episodes, root, eval_seed, command, candidates: int) -> dict:
+    import shutil
+
+    if not run_dir.is_dir():
+        raise PolicyError(f"--pick-snapshot needs a run directory, not the file {run_dir}.")
+    rows = sorted(list_snapshots(run_dir), key=lambda row: (-row["return_mean"], row["step"]))[:candidates]
+    trials = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for i, row in enumerate(rows):
+            record = export_policy(row["path"], env, "expert", episodes, Path(scratch) / str(i), eval_seed=eval_seed, command=command)
+            trials.append((record, Path(scratch) / str(i) / env))
+        best, folder = max(trials, key=lambda trial: (trial[0]["return_mean"], -trial[0]["steps"]))
+        best = {
+            **best,
+            "candidates": [
+                {"steps": r["steps"], "snapshot_return": r["snapshot_evaluation"]["return_mean"],
+                 "return_mean": r["return_mean"], "return_std": r["return_std"]}
+                for r, _ in trials
+            ],
+        }
+        target = policies_root(root) / env
+        target.mkdir(parents=True, exist_ok=True)
+        pt_tmp, json_tmp = _temporary(target, "expert.pt"), _temporary(target, "expert.json")
+        try:
+            shutil.copyfile(folder / "expert.pt", pt_tmp)
+            json_tmp.write_text(json.dumps(best, indent=2) + "\n")
+            for tmp, final in ((pt_tmp, policy_path(env, "expert", root)), (json_tmp, record_path(env, "expert", root))):
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, final)
+        finally:
+            pt_tmp.unlink(missing_ok=True)
+            json_tmp.unlink(missing_ok=True)
+    return best
 
 
 def _temporary(folder: Path, name: str) -> Path:
