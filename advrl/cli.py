@@ -131,7 +131,8 @@ def cmd_data(args) -> int:
             print(f"  {dataset_id:42s} {meta.get('total_steps', '?'):>9} steps {meta.get('total_episodes', '?'):>6} episodes{origin}")
         if not local:
             print("  (none)")
-        print(f"\nbuildable here (advrl data make ID; policies from {policies.policies_root(root)}):")
+        print(f"\nbuildable here (advrl data make ID; policies from {policies.policies_root(root)};")
+        print("  1M transitions (medium-replay: the replay up to the medium policy), or a size before -v0: advrl/hopper/medium-100k-v0):")
         for dataset_id in catalog.buildable_ids():
             missing = catalog.missing_policies(dataset_id, root)
             status = "built" if dataset_id in local else ("ready" if not missing else f"needs the {' and '.join(missing)} polic{'ies' if len(missing) > 1 else 'y'}")
