@@ -77,7 +77,11 @@ def load_suite(path: Path) -> tuple[dict, list[Job]]:
             finetune = entry.get("finetune", suite.get("finetune"))
             finetune = None if finetune is None or entry.get("finetune") is False else list(finetune)
             jobs.append(Job(entry["label"], entry["recipe"], overrides, seed, run_dir, finetune))
-    return {**suite, "root": root}, jobs
+    # seed-major order (every label's first seed, then every label's second, ...): a suite
+    # stopped part-way already holds comparable runs of every label
+    rank = [sum(other.label == job.label for other in jobs[:i]) for i, job in enumerate(jobs)]
+    order = sorted(range(len(jobs)), key=lambda i: (rank[i], i))
+    return {**suite, "root": root}, [jobs[i] for i in order]
 
 
 def run(suite_path: Path, workers: int) -> None:

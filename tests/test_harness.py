@@ -15,8 +15,8 @@ import harness  # noqa: E402
 def test_suite_expands_to_jobs_and_commands_follow_the_phases(tmp_path, monkeypatch):
     monkeypatch.setenv("ADVRL_BENCH_ROOT", str(tmp_path))
     suite, jobs = harness.load_suite(REPO / "benchmarks" / "suites" / "smoke.yaml")
-    assert [(j.label, j.seed) for j in jobs] == [("bc", 0), ("bc", 1), ("td3bc", 0)]
-    bc, tuned = jobs[0], jobs[2]
+    assert [(j.label, j.seed) for j in jobs] == [("bc", 0), ("td3bc", 0), ("bc", 1)]  # seed-major
+    bc, tuned = jobs[0], jobs[1]
     assert bc.command()[3] == "train" and "seed=0" in bc.command()
     assert "train.steps=40" in bc.command()
 
