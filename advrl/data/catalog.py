@@ -165,7 +165,8 @@ def build(
     if os.path.exists(path):
         raise DatasetError(
             f"Dataset {dataset_id!r} already exists at {path}; delete that folder to rebuild it "
-            "(a different size or seed is a different dataset: keep both under different MINARI_DATASETS_PATH roots)."
+            "(another size is another id: put a size tag before -v0, e.g. advrl/hopper/medium-100k-v0; "
+            "another seed needs another MINARI_DATASETS_PATH root)."
         )
     tagged = size_tag(dataset_id)
     if size is not None and tagged is not None and size != tagged:
