@@ -136,7 +136,7 @@ def report(suite_path: Path) -> None:
     labels = list(dict.fromkeys(job.label for job in jobs))
     summary, curves = {}, {}
     for label in labels:
-        finals, speeds, per_seed, prepared = [], [], [], []
+        finals, offline_finals, speeds, per_seed, prepared = [], [], [], [], []
         for job in (j for j in jobs if j.label == label):
             evals = _rows(job.run_dir / "metrics.jsonl", "eval")
             train = _rows(job.run_dir / "metrics.jsonl", "train")
@@ -145,6 +145,8 @@ def report(suite_path: Path) -> None:
                 prepared.append(sum(r.get("pretrain_seconds", r["seconds"]) for r in preparation))
             if job.finetune is not None and evals:  # online phase continues the x axis
                 offset = evals[-1]["step"]
+                if job.offline_done():
+                    offline_finals.append(evals[-1].get("score_mean", evals[-1]["return_mean"]))
                 evals += [{**r, "step": offset + r["step"]} for r in _rows(job.run_dir / "finetune" / "metrics.jsonl", "eval")]
             if evals:
                 per_seed.append([(r["step"], r.get("score_mean", r["return_mean"])) for r in evals])
@@ -156,21 +158,27 @@ def report(suite_path: Path) -> None:
             "finished_seeds": len(finals),
             "final_score_mean": float(np.mean(finals)) if finals else None,
             "final_score_std": float(np.std(finals)) if finals else None,
+            "offline_seeds": len(offline_finals),
+            "offline_score_mean": float(np.mean(offline_finals)) if offline_finals else None,
+            "offline_score_std": float(np.std(offline_finals)) if offline_finals else None,
             "steps_per_s_median": float(np.median(speeds)) if speeds else None,
             "preparation_seconds_mean": float(np.mean(prepared)) if prepared else None,
         }
     root = suite["root"]
     root.mkdir(parents=True, exist_ok=True)
     (root / "summary.json").write_text(json.dumps(summary, indent=2))
+    online = any(job.finetune is not None for job in jobs)
+    offline_head = "| offline phase: seeds, final score " if online else ""
     lines = [
-        "| run | seeds done | final normalised score | gradient steps/s (median) | pre-training s (mean) |",
-        "| --- | --- | --- | --- | --- |",
+        f"| run | seeds done | final normalised score {offline_head}| gradient steps/s (median) | pre-training s (mean) |",
+        "| --- | --- | --- |" + (" --- |" if online else "") + " --- | --- |",
     ]
     for label, s in summary.items():
-        score = f"{s['final_score_mean']:.1f} ± {s['final_score_std']:.1f}" if s["final_score_mean"] is not None else "—"
+        score = _mean_std(s["final_score_mean"], s["final_score_std"])
+        offline = f"| {s['offline_seeds']}: {_mean_std(s['offline_score_mean'], s['offline_score_std'])} " if online else ""
         speed = f"{s['steps_per_s_median']:.1f}" if s["steps_per_s_median"] else "—"
         prep = f"{s['preparation_seconds_mean']:.0f}" if s["preparation_seconds_mean"] is not None else "—"
-        lines.append(f"| {label} | {s['finished_seeds']} | {score} | {speed} | {prep} |")
+        lines.append(f"| {label} | {s['finished_seeds']} | {score} {offline}| {speed} | {prep} |")
     table = "\n".join(lines)
     noise = noise_table(suite, jobs)
     if noise:
@@ -179,6 +187,10 @@ def report(suite_path: Path) -> None:
     _plot(curves, root / "curves.png", suite["name"])
     print(table)
     print(f"\nwritten: {root / 'table.md'}, {root / 'curves.png'}, {root / 'summary.json'}")
+
+
+def _mean_std(mean, std) -> str:
+    return "—" if mean is None else f"{mean:.1f} ± {std:.1f}"
 
 
 def noise_table(suite: dict, jobs: list[Job]) -> str:
@@ -203,7 +215,7 @@ def noise_table(suite: dict, jobs: list[Job]) -> str:
                     cache.write_text(json.dumps(results, indent=2))
                 result = results[str(sigma)]
                 scores[sigma].append(result.get("score_mean", result["return_mean"]))
-        cells = [f"{np.mean(v):.1f} ± {np.std(v):.1f}" if v else "—" for v in scores.values()]
+        cells = [_mean_std(np.mean(v), np.std(v)) if v else "—" for v in scores.values()]
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

@@ -49,9 +49,10 @@ def test_report_tables_final_scores_speed_and_preparation_cost(tmp_path, monkeyp
         "name: mini\nseeds: [0, 1]\nruns:\n"
         "  - {label: plain, recipe: recipes/td3bc.yaml}\n"
         "  - {label: selective, recipe: recipes/ssar_td3bc.yaml}\n"
+        "  - {label: tuned, recipe: recipes/td3bc.yaml, seeds: [0], finetune: [online.steps=10]}\n"
     )
     _, jobs = harness.load_suite(suite_file)
-    finals = {("plain", 0): 40.0, ("plain", 1): 50.0, ("selective", 0): 60.0, ("selective", 1): 70.0}
+    finals = {("plain", 0): 40.0, ("plain", 1): 50.0, ("selective", 0): 60.0, ("selective", 1): 70.0, ("tuned", 0): 20.0}
     for job in jobs:
         job.run_dir.mkdir(parents=True)
         rows = [
@@ -63,10 +64,18 @@ def test_report_tables_final_scores_speed_and_preparation_cost(tmp_path, monkeyp
             rows.insert(0, {"kind": "preparation", "step": 0, "slot": "selector", "seconds": 99.0, "pretrain_seconds": 30.0 + 10 * job.seed})
         (job.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         job.mark_phase_done()
+        if job.finetune is not None:  # the online phase: its evaluations continue after the offline ones
+            (job.run_dir / "finetune").mkdir()
+            online = [{"kind": "eval", "step": 5, "score_mean": 25.0, "return_mean": 9.0},
+                      {"kind": "eval", "step": 10, "score_mean": 33.0, "return_mean": 9.0}]
+            (job.run_dir / "finetune" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in online))
+            job.mark_phase_done()
     harness.report(suite_file)
     table = (tmp_path / "out" / "mini" / "table.md").read_text().splitlines()
-    assert table[2] == "| plain | 2 | 45.0 ± 5.0 | 100.5 | — |"
-    assert table[3] == "| selective | 2 | 65.0 ± 5.0 | 100.5 | 35 |"
+    assert "offline phase" in table[0]
+    assert table[2] == "| plain | 2 | 45.0 ± 5.0 | 0: — | 100.5 | — |"
+    assert table[3] == "| selective | 2 | 65.0 ± 5.0 | 0: — | 100.5 | 35 |"
+    assert table[4] == "| tuned | 1 | 33.0 ± 0.0 | 1: 20.0 ± 0.0 | 100.0 | — |"
     summary = json.loads((tmp_path / "out" / "mini" / "summary.json").read_text())
     assert summary["selective"]["preparation_seconds_mean"] == 35.0
     assert (tmp_path / "out" / "mini" / "curves.png").stat().st_size > 1000
