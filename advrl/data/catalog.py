@@ -86,24 +86,30 @@ def remote_ids() -> list[str]:
     return [f"mujoco/{env}/{level}-v0" for env in REMOTE_ENVS for level in REMOTE_LEVELS]
 
 
+def _match(dataset_id: str) -> re.Match | None:
+    """The pattern's match if ``dataset_id`` names an env and kind advrl builds, else None."""
+    match = _PATTERN.match(dataset_id)
+    return match if match and match["env"] in ENVS and match["kind"] in KINDS else None
+
+
 def parse(dataset_id: str) -> tuple[str, str]:
     """``advrl/<env>/<kind>[-<size>]-v0`` -> (env, kind); unknown ids raise with close matches."""
-    match = _PATTERN.match(dataset_id)
-    if not match or match["env"] not in ENVS or match["kind"] not in KINDS:
+    match = _match(dataset_id)
+    if match is None:
         raise unknown_id_error(dataset_id)
     return match["env"], match["kind"]
 
 
 def size_tag(dataset_id: str) -> int | None:
     """The number of transitions an id's size tag names (``advrl/hopper/medium-100k-v0``: 100000)."""
-    parse(dataset_id)
-    match = _PATTERN.match(dataset_id)
+    match = _match(dataset_id)
+    if match is None:
+        raise unknown_id_error(dataset_id)
     return int(match["size"]) * _UNITS[match["unit"]] if match["size"] else None
 
 
 def is_buildable(dataset_id: str) -> bool:
-    match = _PATTERN.match(dataset_id)
-    return bool(match) and match["env"] in ENVS and match["kind"] in KINDS
+    return _match(dataset_id) is not None
 
 
 def unknown_id_error(dataset_id: str, candidates=(), what: str = "advrl cannot build") -> UnknownDatasetError:

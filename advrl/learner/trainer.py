@@ -112,10 +112,10 @@ class Trainer:
     def _prepare_components(self) -> dict[str, dict]:
         """Run every component's ``prepare``; the facts of those that did something, timed."""
         facts = {}
-        context = {"seed": int(self.recipe.seed), "device": self.device}
+        data, context = self._preparation_data(), {"seed": int(self.recipe.seed), "device": self.device}
         for name, component in self.components.items():
             started = time.perf_counter()
-            reported = component.prepare(self._preparation_data(), context)
+            reported = component.prepare(data, context)
             if reported is not None:
                 facts[name] = {"seconds": round(time.perf_counter() - started, 3), **reported}
         return facts

@@ -77,7 +77,7 @@ class IQLAdvantage(Component):
             "pretrain_steps": self.config.pretrain_steps,
             "pretrain_seconds": round(self.pretrain_seconds, 3),
             "from_cache": from_cache,
-            "trusted_fraction": round(float(self.labels.float().mean()), 4) if self.labels.numel() else 0.0,
+            "trusted_fraction": round(float(self.labels.float().mean()), 4),
         }
 
     def _pretrain(self, data, context: dict) -> torch.Tensor:
