@@ -9,7 +9,14 @@ unfinished run in its own ``advrl train`` process (``--resume`` when it has a ch
 at most ``--workers`` at a time; it can be stopped at any point (Ctrl-C, SIGKILL, end of a
 session) and started again: finished runs are skipped, interrupted ones resume from their
 last checkpoint. ``report`` writes a Markdown table (final normalised score mean +- std over
-seeds, gradient steps/s), a learning-curve PNG, and a JSON summary next to the suite's runs.
+seeds, gradient steps/s), a learning-curve PNG, and a JSON summary.
+
+Runs live under ``$ADVRL_BENCH_ROOT`` (default ``benchmarks/out``, not committed): their
+checkpoints are large and a machine may not outlive a session. A finished run's records (its
+metrics, resolved recipes, observation-noise evaluations) are copied to
+``benchmarks/results/<suite>/<label>/seed<k>/`` (``$ADVRL_BENCH_RESULTS``), which is committed:
+a suite spread over several sessions, or machines, skips what any of them finished and
+reports over all of it. The report is written there too.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -27,6 +35,9 @@ import numpy as np
 from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parent.parent
+# what a finished run leaves in benchmarks/results: small text files, never checkpoints
+ARCHIVED = ("metrics.jsonl", "recipe.yaml", "noise.json", "OFFLINE_DONE", "DONE",
+            "finetune/metrics.jsonl", "finetune/recipe.yaml")
 
 
 @dataclass
@@ -36,13 +47,31 @@ class Job:
     overrides: list[str]
     seed: int
     run_dir: Path
+    record_dir: Path  # where the finished run's records are kept (committed)
     finetune: list[str] | None = None  # overrides of an offline-to-online phase after training
 
+    def archived(self) -> bool:
+        return (self.record_dir / "DONE").exists()
+
     def finished(self) -> bool:
-        return (self.run_dir / "DONE").exists()
+        return self.archived() or (self.run_dir / "DONE").exists()
+
+    def records(self) -> Path:
+        """The folder to read this run's metrics from: its archive once it has one."""
+        return self.record_dir if self.archived() else self.run_dir
 
     def offline_done(self) -> bool:
-        return (self.run_dir / "OFFLINE_DONE").exists() or (self.finetune is None and self.finished())
+        return (self.records() / "OFFLINE_DONE").exists() or (self.finetune is None and self.finished())
+
+    def archive(self) -> None:
+        """Copy the finished run's records to ``record_dir``; DONE last, so a copy cut short
+        is not taken for a finished one."""
+        for name in sorted(ARCHIVED, key=lambda n: n == "DONE"):
+            source = self.run_dir / name
+            if source.exists():
+                target = self.record_dir / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
 
     def command(self) -> list[str]:
         """The next process to run: the offline phase, or the fine-tuning phase after it."""
@@ -69,23 +98,27 @@ class Job:
 def load_suite(path: Path) -> tuple[dict, list[Job]]:
     suite = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     root = Path(os.environ.get("ADVRL_BENCH_ROOT", REPO / "benchmarks" / "out")) / suite["name"]
+    results = Path(os.environ.get("ADVRL_BENCH_RESULTS", REPO / "benchmarks" / "results")) / suite["name"]
     jobs = []
     for entry in suite["runs"]:
         overrides = list(suite.get("overrides", [])) + list(entry.get("overrides", []))
         for seed in entry.get("seeds", suite.get("seeds", [0])):
-            run_dir = root / entry["label"] / f"seed{seed}"
+            where = Path(entry["label"]) / f"seed{seed}"
             finetune = entry.get("finetune", suite.get("finetune"))
             finetune = None if finetune is None or entry.get("finetune") is False else list(finetune)
-            jobs.append(Job(entry["label"], entry["recipe"], overrides, seed, run_dir, finetune))
+            jobs.append(Job(entry["label"], entry["recipe"], overrides, seed, root / where, results / where, finetune))
     # seed-major order (every label's first seed, then every label's second, ...): a suite
     # stopped part-way already holds comparable runs of every label
     rank = [sum(other.label == job.label for other in jobs[:i]) for i, job in enumerate(jobs)]
     order = sorted(range(len(jobs)), key=lambda i: (rank[i], i))
-    return {**suite, "root": root}, [jobs[i] for i in order]
+    return {**suite, "root": root, "results": results}, [jobs[i] for i in order]
 
 
 def run(suite_path: Path, workers: int) -> None:
     suite, jobs = load_suite(suite_path)
+    for job in jobs:  # finished earlier but not archived (e.g. stopped between the two)
+        if job.finished() and not job.archived():
+            conclude(suite, job)
     pending = [job for job in jobs if not job.finished()]
     print(f"{len(jobs) - len(pending)} of {len(jobs)} runs finished; {len(pending)} to go, {workers} at a time")
     running: list[tuple[Job, subprocess.Popen]] = []
@@ -105,7 +138,8 @@ def run(suite_path: Path, workers: int) -> None:
                 running.remove((job, proc))
                 if proc.returncode == 0:
                     if job.mark_phase_done():
-                        print(f"done  {job.label} seed {job.seed}", flush=True)
+                        conclude(suite, job)
+                        print(f"done  {job.label} seed {job.seed}: records in {job.record_dir}", flush=True)
                     else:
                         print(f"offline phase done {job.label} seed {job.seed}; fine-tuning next", flush=True)
                         pending.insert(0, job)
@@ -115,6 +149,13 @@ def run(suite_path: Path, workers: int) -> None:
         for _, proc in running:
             proc.terminate()
         print("stopped; run again to resume")
+
+
+def conclude(suite: dict, job: Job) -> None:
+    """Evaluate a finished run under observation noise while its checkpoint is here, then
+    archive its records."""
+    noise_results(suite, job)
+    job.archive()
 
 
 def _rows(path: Path, kind: str) -> list[dict]:
@@ -138,16 +179,17 @@ def report(suite_path: Path) -> None:
     for label in labels:
         finals, offline_finals, speeds, per_seed, prepared = [], [], [], [], []
         for job in (j for j in jobs if j.label == label):
-            evals = _rows(job.run_dir / "metrics.jsonl", "eval")
-            train = _rows(job.run_dir / "metrics.jsonl", "train")
-            preparation = _rows(job.run_dir / "metrics.jsonl", "preparation")
+            records = job.records()
+            evals = _rows(records / "metrics.jsonl", "eval")
+            train = _rows(records / "metrics.jsonl", "train")
+            preparation = _rows(records / "metrics.jsonl", "preparation")
             if preparation:  # e.g. the IQL pre-training of SSAR's selector: its cost, per run
                 prepared.append(sum(r.get("pretrain_seconds", r["seconds"]) for r in preparation))
             if job.finetune is not None and evals:  # online phase continues the x axis
                 offset = evals[-1]["step"]
                 if job.offline_done():
                     offline_finals.append(evals[-1].get("score_mean", evals[-1]["return_mean"]))
-                evals += [{**r, "step": offset + r["step"]} for r in _rows(job.run_dir / "finetune" / "metrics.jsonl", "eval")]
+                evals += [{**r, "step": offset + r["step"]} for r in _rows(records / "finetune" / "metrics.jsonl", "eval")]
             if evals:
                 per_seed.append([(r["step"], r.get("score_mean", r["return_mean"])) for r in evals])
                 if job.finished():
@@ -164,7 +206,7 @@ def report(suite_path: Path) -> None:
             "steps_per_s_median": float(np.median(speeds)) if speeds else None,
             "preparation_seconds_mean": float(np.mean(prepared)) if prepared else None,
         }
-    root = suite["root"]
+    root = suite["results"]
     root.mkdir(parents=True, exist_ok=True)
     (root / "summary.json").write_text(json.dumps(summary, indent=2))
     online = any(job.finetune is not None for job in jobs)
@@ -193,26 +235,36 @@ def _mean_std(mean, std) -> str:
     return "—" if mean is None else f"{mean:.1f} ± {std:.1f}"
 
 
-def noise_table(suite: dict, jobs: list[Job]) -> str:
-    """Final policies evaluated under Gaussian observation noise (``noise:`` in the suite).
+def noise_results(suite: dict, job: Job) -> dict:
+    """The final policy evaluated under Gaussian observation noise (``noise:`` in the suite,
+    as ``advrl eval RUN --obs-noise SIGMA``), cached in the run's ``noise.json``."""
+    sigmas = [float(x) for x in suite.get("noise", [])]
+    cache = job.records() / "noise.json"
+    results = json.loads(cache.read_text()) if cache.exists() else {}
+    missing = [sigma for sigma in sigmas if str(sigma) not in results]
+    if missing and job.archived():
+        raise SystemExit(f"{cache} lacks sigma {missing}: the run's checkpoint is needed to evaluate them; rerun it.")
+    if missing:
+        import advrl
 
-    Results are cached per run in ``noise.json`` (``advrl eval RUN --obs-noise SIGMA``)."""
+        run = advrl.load_run(job.run_dir)
+        for sigma in missing:
+            results[str(sigma)] = run.evaluate(episodes=int(suite.get("noise_episodes", 10)), obs_noise=sigma)
+            cache.write_text(json.dumps(results, indent=2))
+    return results
+
+
+def noise_table(suite: dict, jobs: list[Job]) -> str:
+    """Normalised scores of the final policies under observation noise, mean +- std over seeds."""
     sigmas = [float(x) for x in suite.get("noise", [])]
     if not sigmas:
         return ""
-    import advrl
-
     rows = ["| run | " + " | ".join(f"sigma {x:g}" for x in sigmas) + " |", "| --- |" + " --- |" * len(sigmas)]
     for label in dict.fromkeys(job.label for job in jobs):
         scores = {x: [] for x in sigmas}
         for job in (j for j in jobs if j.label == label and j.finished()):
-            cache = job.run_dir / "noise.json"
-            results = json.loads(cache.read_text()) if cache.exists() else {}
+            results = noise_results(suite, job)
             for sigma in sigmas:
-                if str(sigma) not in results:
-                    run = advrl.load_run(job.run_dir)
-                    results[str(sigma)] = run.evaluate(episodes=int(suite.get("noise_episodes", 10)), obs_noise=sigma)
-                    cache.write_text(json.dumps(results, indent=2))
                 result = results[str(sigma)]
                 scores[sigma].append(result.get("score_mean", result["return_mean"]))
         cells = [_mean_std(np.mean(v), np.std(v)) if v else "—" for v in scores.values()]

@@ -12,8 +12,17 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import harness  # noqa: E402
 
 
-def test_suite_expands_to_jobs_and_commands_follow_the_phases(tmp_path, monkeypatch):
-    monkeypatch.setenv("ADVRL_BENCH_ROOT", str(tmp_path))
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _bench_folders(tmp_path, monkeypatch):
+    """Runs and their committed records both go to the test's folder, never the repo's."""
+    monkeypatch.setenv("ADVRL_BENCH_ROOT", str(tmp_path / "out"))
+    monkeypatch.setenv("ADVRL_BENCH_RESULTS", str(tmp_path / "results"))
+
+
+def test_suite_expands_to_jobs_and_commands_follow_the_phases(tmp_path):
     suite, jobs = harness.load_suite(REPO / "benchmarks" / "suites" / "smoke.yaml")
     assert [(j.label, j.seed) for j in jobs] == [("bc", 0), ("td3bc", 0), ("bc", 1)]  # seed-major
     bc, tuned = jobs[0], jobs[1]
@@ -42,8 +51,7 @@ def test_every_suite_names_existing_recipes():
             assert (REPO / job.recipe).is_file(), f"{path.name}: {job.recipe}"
 
 
-def test_report_tables_final_scores_speed_and_preparation_cost(tmp_path, monkeypatch):
-    monkeypatch.setenv("ADVRL_BENCH_ROOT", str(tmp_path / "out"))
+def test_report_tables_final_scores_speed_and_preparation_cost(tmp_path):
     suite_file = tmp_path / "suite.yaml"
     suite_file.write_text(
         "name: mini\nseeds: [0, 1]\nruns:\n"
@@ -71,11 +79,59 @@ def test_report_tables_final_scores_speed_and_preparation_cost(tmp_path, monkeyp
             (job.run_dir / "finetune" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in online))
             job.mark_phase_done()
     harness.report(suite_file)
-    table = (tmp_path / "out" / "mini" / "table.md").read_text().splitlines()
+    table = (tmp_path / "results" / "mini" / "table.md").read_text().splitlines()
     assert "offline phase" in table[0]
     assert table[2] == "| plain | 2 | 45.0 ± 5.0 | 0: — | 100.5 | — |"
     assert table[3] == "| selective | 2 | 65.0 ± 5.0 | 0: — | 100.5 | 35 |"
     assert table[4] == "| tuned | 1 | 33.0 ± 0.0 | 1: 20.0 ± 0.0 | 100.0 | — |"
-    summary = json.loads((tmp_path / "out" / "mini" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "results" / "mini" / "summary.json").read_text())
     assert summary["selective"]["preparation_seconds_mean"] == 35.0
-    assert (tmp_path / "out" / "mini" / "curves.png").stat().st_size > 1000
+    assert (tmp_path / "results" / "mini" / "curves.png").stat().st_size > 1000
+
+
+def test_finished_runs_are_archived_and_outlive_their_run_folders(tmp_path):
+    """A suite spread over sessions: the second machine has none of the first's run folders,
+    only the committed records, and must neither rerun nor forget those runs."""
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(
+        "name: spread\nnoise: [0.0, 0.1]\nseeds: [0]\nruns:\n"
+        "  - {label: plain, recipe: recipes/td3bc.yaml}\n"
+        "  - {label: tuned, recipe: recipes/td3bc.yaml, finetune: [online.steps=10]}\n"
+    )
+    suite, jobs = harness.load_suite(suite_file)
+    plain, tuned = jobs
+    for job, final in ((plain, 40.0), (tuned, 20.0)):
+        job.run_dir.mkdir(parents=True)
+        (job.run_dir / "metrics.jsonl").write_text(json.dumps({"kind": "eval", "step": 10, "score_mean": final, "return_mean": 1.0}) + "\n")
+        (job.run_dir / "checkpoints").mkdir()
+        (job.run_dir / "checkpoints" / "last.pt").write_bytes(b"large")
+        (job.run_dir / "noise.json").write_text(json.dumps({"0.0": {"score_mean": final, "return_mean": 1.0},
+                                                             "0.1": {"score_mean": final / 2, "return_mean": 1.0}}))
+    assert plain.mark_phase_done()
+    harness.conclude(suite, plain)
+    assert not tuned.mark_phase_done()  # offline phase only: nothing archived yet
+    assert not tuned.archived()
+
+    archive = tmp_path / "results" / "spread" / "plain" / "seed0"
+    assert sorted(p.name for p in archive.iterdir()) == ["DONE", "metrics.jsonl", "noise.json"]  # no checkpoint
+
+    import shutil
+    shutil.rmtree(tmp_path / "out")  # a new machine: run folders gone
+    suite, (plain, tuned) = harness.load_suite(suite_file)
+    assert plain.finished() and not tuned.finished() and not tuned.offline_done()
+    assert tuned.command()[3] == "train"  # the unarchived run starts again
+    harness.report(suite_file)
+    table = (tmp_path / "results" / "spread" / "table.md").read_text()
+    assert "| plain | 1 | 40.0 ± 0.0 | 0: — |" in table
+    assert "| plain | 40.0 ± 0.0 | 20.0 ± 0.0 |" in table  # noise table read from the archive
+
+
+def test_an_archive_without_a_requested_noise_level_says_the_run_is_needed(tmp_path):
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text("name: late\nnoise: [0.2]\nseeds: [0]\nruns:\n  - {label: plain, recipe: recipes/td3bc.yaml}\n")
+    suite, (job,) = harness.load_suite(suite_file)
+    job.record_dir.mkdir(parents=True)
+    (job.record_dir / "noise.json").write_text("{}")
+    (job.record_dir / "DONE").write_text("")
+    with pytest.raises(SystemExit, match="lacks sigma"):
+        harness.noise_results(suite, job)
