@@ -1,7 +1,7 @@
 """Resumable learning-quality benchmarks: many (recipe, seed) runs, one process per core.
 
-    python benchmarks/harness.py run benchmarks/suites/a2pr_hopper_rme.yaml [--workers 2]
-    python benchmarks/harness.py report benchmarks/suites/a2pr_hopper_rme.yaml
+    python benchmarks/harness.py run benchmarks/suites/hopper_rme_advantage.yaml [--workers 2] [--only a2pr:0]
+    python benchmarks/harness.py report benchmarks/suites/hopper_rme_advantage.yaml
 
 A suite file lists runs (recipe, overrides, seeds, optionally `finetune:` overrides for an
 offline-to-online phase after the offline one) and a common budget. ``run`` starts each
@@ -114,8 +114,20 @@ def load_suite(path: Path) -> tuple[dict, list[Job]]:
     return {**suite, "root": root, "results": results}, [jobs[i] for i in order]
 
 
-def run(suite_path: Path, workers: int) -> None:
+def selected(jobs: list[Job], only: list[str]) -> list[Job]:
+    """The jobs named by ``--only LABEL`` or ``--only LABEL:SEED`` (all when none is given)."""
+    if not only:
+        return jobs
+    known = {job.label for job in jobs}
+    for name in only:
+        if name.split(":")[0] not in known:
+            raise SystemExit(f"--only {name}: the suite has no run labelled {name.split(':')[0]!r}; it has {', '.join(sorted(known))}.")
+    return [job for job in jobs if job.label in only or f"{job.label}:{job.seed}" in only]
+
+
+def run(suite_path: Path, workers: int, only: list[str] | None = None) -> None:
     suite, jobs = load_suite(suite_path)
+    jobs = selected(jobs, only or [])
     for job in jobs:  # finished earlier but not archived (e.g. stopped between the two)
         if job.finished() and not job.archived():
             conclude(suite, job)
@@ -301,9 +313,11 @@ def main() -> None:
     parser.add_argument("action", choices=["run", "report"])
     parser.add_argument("suite", type=Path)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel runs (one per core)")
+    parser.add_argument("--only", action="append", default=[], metavar="LABEL[:SEED]",
+                        help="run only these runs (repeatable), e.g. --only a2pr:0 --only td3bc")
     args = parser.parse_args()
     if args.action == "run":
-        run(args.suite, args.workers)
+        run(args.suite, args.workers, args.only)
     else:
         report(args.suite)
 

@@ -135,3 +135,12 @@ def test_an_archive_without_a_requested_noise_level_says_the_run_is_needed(tmp_p
     (job.record_dir / "DONE").write_text("")
     with pytest.raises(SystemExit, match="lacks sigma"):
         harness.noise_results(suite, job)
+
+
+def test_only_selects_labels_and_seeds_and_names_unknown_labels(tmp_path):
+    _, jobs = harness.load_suite(REPO / "benchmarks" / "suites" / "smoke.yaml")
+    assert [(j.label, j.seed) for j in harness.selected(jobs, ["bc"])] == [("bc", 0), ("bc", 1)]
+    assert [(j.label, j.seed) for j in harness.selected(jobs, ["bc:1", "td3bc"])] == [("td3bc", 0), ("bc", 1)]
+    assert harness.selected(jobs, []) == jobs
+    with pytest.raises(SystemExit, match="no run labelled 'a2pr'; it has bc, td3bc"):
+        harness.selected(jobs, ["a2pr:0"])
