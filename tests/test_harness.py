@@ -6,13 +6,12 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import harness  # noqa: E402
-
-
-import pytest
 
 
 @pytest.fixture(autouse=True)
