@@ -164,6 +164,7 @@ def cmd_data(args) -> int:
                 proportions[level.strip()] = parse_source(f"{level.strip()}:{share}")[1]
         path = catalog.build(
             args.id, size=args.size, seed=args.seed, proportions=proportions, policies_root=root, run_dir=args.run,
+            retrain=args.retrain,
             log=lambda message: print(f"advrl: {message}", file=sys.stderr, flush=True),
         )
         record = read_record(args.id) or {}
@@ -296,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--proportions", help="shares of a mixture kind, e.g. random=0.25,medium=0.75 (default: equal)")
     make.add_argument("--run", metavar="RUN_DIR", help="medium-replay: the online run (default: the medium policy's recorded run)")
+    make.add_argument("--retrain", action="store_true",
+                      help="medium-replay: train the medium policy's online run again here first, from its record's recipe "
+                      "(into --run, default runs/sources/<env>-medium), unless that run is already there")
     make.add_argument("--policies", metavar="DIR", help="behaviour policies folder (default: $ADVRL_POLICIES_PATH or advrl/policies)")
     make.set_defaults(func=cmd_data)
     mixer = data_sub.add_parser("mix", help="mix local datasets by proportions of transitions")

@@ -30,6 +30,7 @@ from advrl.data.dataset import DatasetError
 SNAPSHOT_RETURNS = {100: 30.0, 200: 100.0, 300: 310.0, 400: 290.0}  # best 310 -> medium ~103 = step 200
 MARKERS = {200: 3.0, 300: -3.0}  # output bias of the medium / expert snapshots
 RUN_STEPS = 400
+REPO = Path(__file__).resolve().parent.parent
 
 
 def fake_actor(bias: float = 0.0):
@@ -367,7 +368,7 @@ def test_medium_replay_from_a_given_run_and_its_errors(store, fake_run, tmp_path
     torch.save(state, wrapped / "checkpoints" / "last.pt")
     with pytest.raises(DatasetError, match="wrapped around.*online.buffer_size >= online.steps"):
         catalog.build("advrl/hopper/medium-replay-v0", run_dir=wrapped)
-    with pytest.raises(DatasetError, match="applies to medium-replay only"):
+    with pytest.raises(DatasetError, match="apply to medium-replay only"):
         catalog.build("advrl/hopper/medium-v0", size=10, run_dir=fake_run)
     with pytest.raises(DatasetError, match="takes no proportions"):
         catalog.build("advrl/hopper/medium-replay-v0", proportions={"medium": 1.0})
@@ -635,3 +636,52 @@ def test_cli_errors_exit_1_with_the_fix(store, capsys, argv, message):
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("advrl: error: ") and message in err
+
+
+def test_medium_replay_on_a_machine_without_the_run_is_retrained_to_the_same_bytes(minari_root, tmp_path, monkeypatch):
+    """The online run behind medium-replay is not committed; its policy record keeps the
+    recipe, and training it again (one thread) gives the same replay buffer and actor."""
+    from advrl.learner.online import train_online
+
+    tiny = ["online.env=Hopper-v5", "online.steps=60", "online.learning_starts=20", "online.buffer_size=1000",
+            "online.snapshot_every=30", "eval.every=30", "eval.episodes=1", "train.batch_size=16",
+            "train.checkpoint_every=30", "components.actor.hidden_sizes=[16]", "components.critic.hidden_sizes=[16]"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as behaviour-policy runs are trained
+    try:
+        train_online(REPO / "recipes" / "online" / "sac.yaml", tiny, run_dir=tmp_path / "original", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    root = tmp_path / "policies"
+    record = policies.export_policy(tmp_path / "original" / "snapshots" / "step00000030.pt", "hopper", "medium", episodes=1, root=root)
+    assert record["recipe"]["online"]["steps"] == 60 and record["steps"] == 30
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    monkeypatch.setenv(policies.ENV_VAR, str(root))
+    catalog.build("advrl/hopper/medium-replay-v0")
+    original = episodes_of("advrl/hopper/medium-replay-v0")
+    shutil.rmtree(tmp_path / "minari" / "advrl/hopper/medium-replay-v0")
+    shutil.rmtree(tmp_path / "original")  # another machine
+
+    with pytest.raises(DatasetError, match="--retrain"):
+        catalog.build("advrl/hopper/medium-replay-v0")
+    again = tmp_path / "again"
+    assert policies.retrain_run("hopper", "medium", again, root)["reproduced"] is True
+    assert not (again / "snapshots" / "step00000060.pt").exists()  # stopped at the policy's step
+    catalog.build("advrl/hopper/medium-replay-v0", run_dir=again, retrain=True)  # the run is there: reused
+    rebuilt = episodes_of("advrl/hopper/medium-replay-v0")
+    assert len(rebuilt) == len(original)
+    for new, old in zip(rebuilt, original):
+        np.testing.assert_array_equal(new.observations, old.observations)
+        np.testing.assert_array_equal(new.actions, old.actions)
+        np.testing.assert_array_equal(new.rewards, old.rewards)
+
+
+def test_retraining_needs_a_record_with_its_recipe(fake_run, tmp_path):
+    root = tmp_path / "policies"
+    policies.export_policy(fake_run / "snapshots" / "step00000200.pt", "hopper", "medium", episodes=1, root=root)
+    path = policies.record_path("hopper", "medium", root)
+    record = json.loads(path.read_text())
+    del record["recipe"]  # as exported before records kept it
+    path.write_text(json.dumps(record))
+    with pytest.raises(policies.PolicyError, match="keeps no recipe"):
+        policies.retrain_run("hopper", "medium", tmp_path / "again", root)

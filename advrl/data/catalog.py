@@ -150,12 +150,15 @@ def build(
     policies_root=None,
     run_dir: str | os.PathLike | None = None,
     log=None,
+    retrain: bool = False,
 ) -> str:
     """Build ``dataset_id`` into the local Minari store; returns its path.
 
     ``proportions`` (level -> share of transitions, summing to 1) overrides the equal shares
     of a mixture kind; ``run_dir`` overrides the online run medium-replay reads (default: the
-    run recorded with the medium policy); ``log`` (a callable taking a message) hears progress.
+    run recorded with the medium policy); ``retrain`` trains that run again first when it is
+    not on this machine (:func:`advrl.data.policies.retrain_run`, into ``run_dir`` or
+    ``runs/sources/<env>-medium``); ``log`` (a callable taking a message) hears progress.
     """
     from advrl.data import policies
     from advrl.data.collect import collect_episodes, dataset_path, renumber, stream_rng, write_minari_dataset
@@ -178,8 +181,8 @@ def build(
     if size is not None and tagged is not None and size != tagged:
         raise DatasetError(f"{dataset_id} names its size ({tagged} transitions); --size {size} contradicts it: drop one.")
     size = tagged if size is None else size
-    if run_dir is not None and kind != "medium-replay":
-        raise DatasetError(f"run_dir (--run) applies to medium-replay only, not {kind}.")
+    if (run_dir is not None or retrain) and kind != "medium-replay":
+        raise DatasetError(f"run_dir (--run) and retrain apply to medium-replay only, not {kind}.")
     levels = KINDS[kind]
     shares = _shares(kind, levels, proportions)
     for level in levels:
@@ -189,8 +192,16 @@ def build(
     log = log or (lambda message: None)
 
     if kind == "medium-replay":
+        step = None
+        if retrain:
+            run_dir = Path(run_dir or Path("runs") / "sources" / f"{env}-medium")
+            if not _holds_replay_to_medium(run_dir, env, policies_root):
+                log(f"{dataset_id}: training the medium policy's online run again in {run_dir} (one CPU thread)")
+                retrained = policies.retrain_run(env, "medium", run_dir, policies_root)
+                log(f"{dataset_id}: retrained; the committed medium policy reproduced exactly: {retrained['reproduced']}")
+            step = int(policies.read_record(env, "medium", policies_root)["steps"])
         log(f"{dataset_id}: reading the replay buffer of the medium policy's online run")
-        episodes, sources = replay_episodes(env, size, run_dir, policies_root)
+        episodes, sources = replay_episodes(env, size, run_dir, policies_root, step)
     else:
         total = default_size(dataset_id) if size is None else int(size)
         counts = split_counts(total, shares, [f"the {level} share" for level in levels])
@@ -279,8 +290,19 @@ def summary_line(dataset_id, env_id, size, n_episodes, what, seed, returns) -> s
 
 
 # ---- medium-replay ----------------------------------------------------------------------
-def replay_episodes(env: str, size: int | None, run_dir=None, policies_root=None) -> tuple[list, list]:
-    """The online run's replay buffer up to the medium policy's step, cut into episodes."""
+def _holds_replay_to_medium(run_dir: Path, env: str, policies_root) -> bool:
+    from advrl.data import policies
+
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    if not checkpoint.is_file():
+        return False
+    return _load_step(checkpoint) >= int(policies.read_record(env, "medium", policies_root)["steps"])
+
+
+def replay_episodes(env: str, size: int | None, run_dir=None, policies_root=None, step=None) -> tuple[list, list]:
+    """The online run's replay buffer up to the medium policy's step (``step``, or the one
+    recorded with the policy, or for another ``run_dir`` its own medium snapshot by D4RL's
+    rule), cut into episodes."""
     from advrl.data import policies
     from advrl.learner.checkpoint import CheckpointError, load_checkpoint
 
@@ -291,12 +313,13 @@ def replay_episodes(env: str, size: int | None, run_dir=None, policies_root=None
         run_dir, step = Path(record["source_run"]), int(record["steps"])
     else:
         run_dir = Path(run_dir)
-        step = int(_load_step(policies.select_snapshot(run_dir, "medium")))
+        step = int(_load_step(policies.select_snapshot(run_dir, "medium"))) if step is None else int(step)
     checkpoint = run_dir / "checkpoints" / "last.pt"
     if not checkpoint.is_file():
         raise DatasetError(
             f"medium-replay reads the replay buffer of the online run {run_dir}, but {checkpoint} does not exist on this machine. "
-            f"Copy that run here, or pass the run directory (`advrl data make advrl/{env}/medium-replay-v0 --run RUN_DIR`)."
+            f"Train that run again here from the policy record's recipe (`advrl data make advrl/{env}/medium-replay-v0 --retrain`; "
+            f"{step} online steps on one core), or pass a copy of the run (`--run RUN_DIR`)."
         )
     try:
         state = load_checkpoint(checkpoint)

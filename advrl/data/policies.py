@@ -371,6 +371,8 @@ def export_policy(
             "actor": {"name": name, "config": entry},
             "command": f"advrl online {run_dir.resolve() / 'recipe.yaml'}",
             "train_steps": OmegaConf.select(recipe, "online.steps"),
+            # the run itself stays outside the package: its recipe lets `retrain_run` recreate it
+            "recipe": OmegaConf.to_container(recipe, resolve=True),
             "export_command": command
             or shlex.join(
                 ["advrl", "data", "export-policy", str(source), "--env", env, "--level", level, "--episodes", str(episodes)]
@@ -424,6 +426,52 @@ def _export_best_snapshot(run_dir: Path, env, episodes, root, eval_seed, command
             pt_tmp.unlink(missing_ok=True)
             json_tmp.unlink(missing_ok=True)
     return best
+
+
+# ---- the online run behind a policy -----------------------------------------------------
+def retrain_run(env: str, level: str, run_dir: str | os.PathLike, root=None, progress: bool = False) -> dict:
+    """Train again, on this machine, the online run that produced ``level``'s policy, up to
+    that policy's step; returns ``{"run_dir", "step", "reproduced"}``.
+
+    medium-replay is that run's replay buffer, which is not committed (tens of MB); the policy
+    record keeps the run's resolved recipe instead. Training runs on one CPU thread, where the
+    online loop is deterministic, so with the same code and library versions the new buffer is
+    the original's byte for byte. ``reproduced`` checks it where it can: the new actor at the
+    policy's step against the committed policy's weights (an original run that was interrupted
+    and resumed before that step cannot be reproduced: a resumed run restarts its episode).
+    An interrupted retraining resumes from its checkpoint.
+    """
+    import torch
+    from omegaconf import OmegaConf
+
+    from advrl.learner.online import resume_online, train_online
+
+    record = read_record(env, level, root)
+    if not isinstance(record.get("recipe"), dict):
+        raise PolicyError(
+            f"The {level} record of {env} ({record_path(env, level, root)}) keeps no recipe of its online run, "
+            "so the run cannot be trained again here; export the policy again with this advrl version."
+        )
+    step = int(record["steps"])
+    recipe = OmegaConf.create(record["recipe"])
+    recipe.online.steps = step  # the run's prefix up to the policy; nothing in the loop depends on the total
+    run_dir = Path(run_dir)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if (run_dir / "checkpoints" / "last.pt").is_file():
+            resume_online(run_dir, progress=progress)
+        else:
+            train_online(recipe, run_dir=run_dir, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
+    snapshot = run_dir / "snapshots" / f"step{step:08d}.pt"
+    reproduced = None
+    if snapshot.is_file():
+        committed = torch.load(policy_path(env, level, root), map_location="cpu", weights_only=True)["state_dict"]
+        retrained = _load_snapshot(snapshot)["actor"]
+        reproduced = committed.keys() <= retrained.keys() and all(torch.equal(v, retrained[k]) for k, v in committed.items())
+    return {"run_dir": str(run_dir), "step": step, "reproduced": reproduced}
 
 
 def _temporary(folder: Path, name: str) -> Path:
