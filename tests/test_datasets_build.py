@@ -685,3 +685,20 @@ def test_retraining_needs_a_record_with_its_recipe(fake_run, tmp_path):
     path.write_text(json.dumps(record))
     with pytest.raises(policies.PolicyError, match="keeps no recipe"):
         policies.retrain_run("hopper", "medium", tmp_path / "again", root)
+
+
+@pytest.mark.parametrize("env", [env for env in catalog.ENVS if policies.has(env, "medium")])
+def test_committed_medium_records_keep_a_retrainable_recipe(env):
+    """medium-replay on a fresh machine retrains the medium policy's online run from its
+    record: the committed record must carry a recipe that validates as that run's (its env,
+    seed and actor), or `data make ...medium-replay-v0 --retrain` stops at once."""
+    from advrl.recipe import validate
+
+    record = policies.read_record(env, "medium")
+    assert isinstance(record.get("recipe"), dict), f"advrl/policies/{env}/medium.json keeps no recipe"
+    recipe = validate(OmegaConf.create(record["recipe"]))
+    assert recipe.online.env == record["env_id"] and recipe.seed == record["seed"]
+    assert int(recipe.online.steps) >= int(record["steps"])
+    actor = OmegaConf.to_container(recipe.components[recipe.eval.policy], resolve=True)
+    assert actor["name"] == record["actor"]["name"]
+    assert {k: actor[k] for k in record["actor"]["config"]} == record["actor"]["config"]
