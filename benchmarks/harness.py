@@ -237,10 +237,28 @@ def report(suite_path: Path) -> None:
     noise = noise_table(suite, jobs)
     if noise:
         table += "\n\nNormalised score of the final policies under Gaussian observation noise:\n\n" + noise
+    builds = dataset_builds(jobs)
+    if builds:
+        table += "\n\n" + builds
     (root / "table.md").write_text(table + "\n")
     _plot(curves, root / "curves.png", suite["name"])
     print(table)
     print(f"\nwritten: {root / 'table.md'}, {root / 'curves.png'}, {root / 'summary.json'}")
+
+
+def dataset_builds(jobs: list[Job]) -> str:
+    """A warning when the suite's runs did not all train on one build of the dataset (a dataset
+    id rebuilt elsewhere, e.g. with ``--retrain``, can hold other data); '' when they did."""
+    by_build: dict[str, list[str]] = {}
+    for job in jobs:
+        rows = _rows(job.records() / "metrics.jsonl", "dataset")
+        if rows or job.finished():
+            key = f"{rows[0]['fingerprint']} ({rows[0]['n_episodes']} episodes)" if rows else "not recorded"
+            by_build.setdefault(key, []).append(f"{job.label}:{job.seed}")
+    if len(by_build) <= 1:
+        return ""
+    parts = [f"- {build}: {', '.join(runs)}" for build, runs in by_build.items()]
+    return "The runs did not all train on the same build of the dataset (content fingerprint):\n\n" + "\n".join(parts)
 
 
 def _mean_std(mean, std) -> str:

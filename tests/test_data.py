@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from advrl.data.dataset import (
     DatasetError,
+    content_fingerprint,
     dataset_info,
     load_offline_data,
     open_minari,
@@ -52,6 +53,17 @@ def test_info_carries_reference_scores_and_env(minari_root):
     assert info.ref_min_score == pytest.approx(-20.272305)
     assert info.normalized_score(3234.3) == pytest.approx(100.0)
     assert info.normalized_score(-20.272305) == pytest.approx(0.0)
+
+
+def test_fingerprint_tells_builds_apart_and_ignores_recipe_transforms(minari_root):
+    columns = read_episodes(open_minari(TINY_ID))
+    plain = load_offline_data(*configs(), torch.device("cpu")).info.fingerprint
+    assert plain == content_fingerprint(columns)
+    scaled = load_offline_data(*configs(reward_scale=100.0, normalize_observations=False), torch.device("cpu"))
+    assert scaled.info.fingerprint == plain  # the stored data, not what a recipe makes of it
+    other = dict(columns, reward=columns["reward"].copy())
+    other["reward"][1234] += 1e-3
+    assert content_fingerprint(other) != plain
 
 
 def test_observations_are_standardised_and_sampled_on_device(minari_root):

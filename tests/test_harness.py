@@ -63,6 +63,7 @@ def test_report_tables_final_scores_speed_and_preparation_cost(tmp_path):
     for job in jobs:
         job.run_dir.mkdir(parents=True)
         rows = [
+            {"kind": "dataset", "step": 0, "fingerprint": "a" * 16, "n_episodes": 7},
             {"kind": "eval", "step": 5, "score_mean": 1.0, "return_mean": 9.0},
             {"kind": "eval", "step": 10, "score_mean": finals[(job.label, job.seed)], "return_mean": 9.0},
             {"kind": "train", "step": 10, "steps_per_s": 100.0 + job.seed},
@@ -83,6 +84,7 @@ def test_report_tables_final_scores_speed_and_preparation_cost(tmp_path):
     assert table[2] == "| plain | 2 | 45.0 ± 5.0 | 0: — | 100.5 | — |"
     assert table[3] == "| selective | 2 | 65.0 ± 5.0 | 0: — | 100.5 | 35 |"
     assert table[4] == "| tuned | 1 | 33.0 ± 0.0 | 1: 20.0 ± 0.0 | 100.0 | — |"
+    assert not any("build of the dataset" in line for line in table)  # all on one build
     summary = json.loads((tmp_path / "results" / "mini" / "summary.json").read_text())
     assert summary["selective"]["preparation_seconds_mean"] == 35.0
     assert (tmp_path / "results" / "mini" / "curves.png").stat().st_size > 1000
@@ -123,6 +125,25 @@ def test_finished_runs_are_archived_and_outlive_their_run_folders(tmp_path):
     table = (tmp_path / "results" / "spread" / "table.md").read_text()
     assert "| plain | 1 | 40.0 ± 0.0 | 0: — |" in table
     assert "| plain | 40.0 ± 0.0 | 20.0 ± 0.0 |" in table  # noise table read from the archive
+
+
+def test_report_names_runs_that_trained_on_another_build_of_the_dataset(tmp_path):
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text("name: builds\nseeds: [0, 1, 2]\nruns:\n  - {label: plain, recipe: recipes/td3bc.yaml}\n")
+    _, jobs = harness.load_suite(suite_file)
+    builds = {0: None, 1: "b" * 16, 2: "c" * 16}  # seed 0 ran before runs recorded their build
+    for job in jobs:
+        job.run_dir.mkdir(parents=True)
+        rows = [{"kind": "eval", "step": 10, "score_mean": 1.0, "return_mean": 1.0}]
+        if builds[job.seed]:
+            rows.insert(0, {"kind": "dataset", "step": 0, "fingerprint": builds[job.seed], "n_episodes": 10 + job.seed})
+        (job.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        job.mark_phase_done()
+    harness.report(suite_file)
+    table = (tmp_path / "results" / "builds" / "table.md").read_text()
+    assert "did not all train on the same build" in table
+    assert "- not recorded: plain:0" in table
+    assert f"- {'b' * 16} (11 episodes): plain:1" in table and f"- {'c' * 16} (12 episodes): plain:2" in table
 
 
 def test_an_archive_without_a_requested_noise_level_says_the_run_is_needed(tmp_path):

@@ -48,6 +48,8 @@ def test_baseline_recipe_trains_end_to_end(name, minari_root, tiny_overrides, tm
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     train_rows = [r for r in records if r["kind"] == "train"]
     assert [r["step"] for r in train_rows] == [10, 20]
+    dataset = records[0]  # which build of the dataset the run trained on
+    assert dataset["kind"] == "dataset" and dataset["n_transitions"] == 3000 and len(dataset["fingerprint"]) == 16
     assert all(any(k.startswith("loss_") for k in r) for r in train_rows)
     run = advrl.load_run(run_dir)
     action = run.policy(torch.zeros(11).numpy())

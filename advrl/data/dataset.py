@@ -11,8 +11,9 @@ round-trip per batch).
 
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,8 @@ class DatasetInfo:
     ref_min_score: float | None
     ref_max_score: float | None
     eval_env_spec: Any  # gymnasium EnvSpec (or None)
+    # content hash of the transitions as stored (see content_fingerprint); None when not read
+    fingerprint: str | None = None
 
     def facts(self) -> dict:
         return {"obs_dim": self.obs_dim, "action_dim": self.action_dim, "max_action": self.max_action}
@@ -290,6 +293,17 @@ def _unchecked_tensordict(source: dict, batch_size: int, device) -> TensorDict:
     return TensorDict(source, batch_size=[batch_size], device=device)
 
 
+def content_fingerprint(columns: dict[str, np.ndarray]) -> str:
+    """A short hash of the stored transitions (before any recipe transform), so that runs and
+    caches can tell two builds of one dataset id apart: a rebuilt dataset keeps its id but, e.g.
+    after ``advrl data make --retrain``, not necessarily its content."""
+    digest = hashlib.sha256()
+    for key in ("observation", "action", "reward", "terminated", "truncated", "episode"):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(columns[key]).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def load_offline_data(dataset_cfg, data_cfg, device: torch.device) -> OfflineData:
     ds = open_minari(dataset_cfg.id, download=dataset_cfg.download)
     info = dataset_info(ds)
@@ -299,6 +313,7 @@ def load_offline_data(dataset_cfg, data_cfg, device: torch.device) -> OfflineDat
         raise
     except Exception as err:  # h5py/arrow errors from a damaged file
         raise corrupt_dataset_error(dataset_cfg.id, err) from err
+    info = replace(info, fingerprint=content_fingerprint(columns))
     normalizer = ObservationNormalizer.fit(columns["observation"], data_cfg.normalize_observations)
     reward_fn = reward_transform(reward_factor(columns, data_cfg), data_cfg)
     rewards = reward_fn(columns["reward"].astype(np.float32)).astype(np.float32)

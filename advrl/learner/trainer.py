@@ -106,8 +106,16 @@ class Trainer:
         (self.run_dir / RECIPE_FILE).write_text(OmegaConf.to_yaml(recipe, resolve=True))
         self.logger = MetricsLogger(self.run_dir, resume_step=self.step if resume else None)
         if not resume:  # a resumed run keeps the first record (its preparation then is a cache hit)
+            self._log_dataset()
             for slot, facts in preparation.items():
                 self.logger.log("preparation", 0, {"slot": slot, **facts})
+
+    def _log_dataset(self) -> None:
+        """Which build of the dataset the run trained on: an id can be rebuilt with new content."""
+        info = self.data.info
+        if info.fingerprint is not None:
+            self.logger.log("dataset", 0, {"id": info.id, "n_transitions": info.n_transitions,
+                                           "n_episodes": info.n_episodes, "fingerprint": info.fingerprint})
 
     def _prepare_components(self) -> dict[str, dict]:
         """Run every component's ``prepare``; the facts of those that did something, timed."""

@@ -3,6 +3,7 @@ selectors, and the equivalence with TD3+BC when beta is constant."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -117,7 +118,7 @@ def test_iql_advantage_pretrains_caches_and_labels(minari_root, tmp_path, monkey
     monkeypatch.setenv("ADVRL_CACHE", str(tmp_path))
     from omegaconf import OmegaConf
 
-    from advrl.data.dataset import load_offline_data
+    from advrl.data.dataset import OfflineData, load_offline_data
     from advrl.recipe import DataConfig, DatasetConfig
 
     data = load_offline_data(OmegaConf.structured(DatasetConfig(id="advrl/hopper/random-v0")),
@@ -137,6 +138,10 @@ def test_iql_advantage_pretrains_caches_and_labels(minari_root, tmp_path, monkey
     cached = again.prepare(data, {"seed": 0, "device": torch.device("cpu")})
     assert torch.equal(again.labels, selector.labels)
     assert cached == {**facts, "from_cache": True}  # the cost of making the labels, not of loading them
+    rebuilt = OfflineData(data.transitions, dataclasses.replace(data.info, fingerprint="0" * 16), data.normalizer)
+    remade = make("selector", "iql_advantage", spec, pretrain_steps=5, batch_size=16)
+    assert remade.prepare(rebuilt, {"seed": 0, "device": torch.device("cpu")})["from_cache"] is False  # another build
+    assert torch.load(cache, weights_only=False)["fingerprint"] == "0" * 16
     idx = torch.tensor([0, 5, 7])
     assert torch.equal(selector.compute(TensorDict({"index": idx}, batch_size=[3]), 1)["trust"], selector.labels[idx])
 

@@ -26,7 +26,8 @@ class IQLAdvantage(Component):
 
     The labels depend on dataset, seed, expectile and steps; they are cached under
     ``$ADVRL_CACHE`` (default ~/.cache/advrl)/iql_trust/<dataset>/seed<k>/ and reused, since
-    the pre-training costs more than many runs. Reads each sample's dataset ``index``.
+    the pre-training costs more than many runs; a cache made on another build of the dataset
+    (other content fingerprint) is not reused but remade. Reads each sample's dataset ``index``.
     """
 
     @dataclass
@@ -56,7 +57,8 @@ class IQLAdvantage(Component):
         path = self.cache_path(data.info.id, context["seed"])
         if path.is_file():
             cached = torch.load(path, weights_only=False)
-            if cached["n_transitions"] == data.size:
+            # caches written before fingerprints existed are matched on size alone
+            if cached["n_transitions"] == data.size and cached.get("fingerprint") in (None, data.info.fingerprint):
                 self.labels = cached["labels"].to(data.device)
                 self.pretrain_seconds = cached["seconds"]
                 return self._facts(from_cache=True)
@@ -66,7 +68,8 @@ class IQLAdvantage(Component):
         path.parent.mkdir(parents=True, exist_ok=True)
         from advrl.learner.checkpoint import atomic_torch_save
 
-        record = {"labels": labels.cpu(), "n_transitions": data.size, "seconds": self.pretrain_seconds}
+        record = {"labels": labels.cpu(), "n_transitions": data.size, "fingerprint": data.info.fingerprint,
+                  "seconds": self.pretrain_seconds}
         atomic_torch_save(record, path)
         self.labels = labels.to(data.device)
         return self._facts(from_cache=False)
