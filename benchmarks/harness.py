@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -135,6 +136,7 @@ def run(suite_path: Path, workers: int, only: list[str] | None = None) -> None:
     print(f"{len(jobs) - len(pending)} of {len(jobs)} runs finished; {len(pending)} to go, {workers} at a time")
     running: list[tuple[Job, subprocess.Popen]] = []
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill HARNESS_PID` stops its runs too, as Ctrl-C does
     try:
         while pending or running:
             while pending and len(running) < workers:
@@ -160,7 +162,13 @@ def run(suite_path: Path, workers: int, only: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         for _, proc in running:
             proc.terminate()
-        print("stopped; run again to resume")
+        for _, proc in running:
+            proc.wait()
+        print("stopped; run again to resume", flush=True)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def conclude(suite: dict, job: Job) -> None:

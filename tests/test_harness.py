@@ -164,3 +164,31 @@ def test_only_selects_labels_and_seeds_and_names_unknown_labels(tmp_path):
     assert harness.selected(jobs, []) == jobs
     with pytest.raises(SystemExit, match="no run labelled 'a2pr'; it has bc, td3bc"):
         harness.selected(jobs, ["a2pr:0"])
+
+
+def test_stopping_the_harness_with_sigterm_stops_its_runs(tmp_path, minari_root):
+    """`kill HARNESS` must not leave its runs going on unattended: a harness started again
+    would otherwise find them still writing to the run folders it resumes."""
+    import signal
+    import subprocess
+    import time
+
+    from advrl.learner.checkpoint import run_lock
+
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(
+        "name: long\nseeds: [0]\noverrides: [dataset.id=advrl/hopper/random-v0, train.device=cpu, eval.episodes=0]\n"
+        "runs:\n  - {label: bc, recipe: recipes/bc.yaml, overrides: [train.steps=10000000]}\n"
+    )
+    _, (job,) = harness.load_suite(suite_file)
+    proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "harness.py"), "run", str(suite_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (job.run_dir / "train.csv").exists():  # the run is training
+        assert time.time() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() is not None else "timeout"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert "stopped; run again to resume" in output
+    with run_lock(job.run_dir):  # raises if the run's process were still alive
+        pass

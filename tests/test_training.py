@@ -180,6 +180,18 @@ def test_existing_run_dir_is_not_overwritten(minari_root, tiny_overrides, tmp_pa
         advrl.train(RECIPES / "bc.yaml", tiny_overrides, run_dir=tmp_path / "run", progress=False)
 
 
+def test_a_run_in_use_by_another_process_is_not_resumed_beside_it(minari_root, tiny_overrides, tmp_path):
+    advrl.train(RECIPES / "bc.yaml", tiny_overrides, run_dir=tmp_path / "run", progress=False)
+    before = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()
+    with ckpt.run_lock(tmp_path / "run"):  # as a still-running process holds it
+        with pytest.raises(CheckpointError, match=rf"in use by another advrl process \(pid {os.getpid()}\)"):
+            advrl.resume(tmp_path / "run", progress=False)
+        with pytest.raises(CheckpointError, match="in use"):
+            advrl.train(RECIPES / "bc.yaml", tiny_overrides, run_dir=tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes() == before  # untouched
+    assert advrl.resume(tmp_path / "run", progress=False).steps == 20  # free again once the holder ends
+
+
 def test_observation_noise_changes_evaluation(minari_root, tiny_overrides, tmp_path):
     advrl.train(RECIPES / "bc.yaml", tiny_overrides, run_dir=tmp_path / "run", progress=False)
     run = advrl.load_run(tmp_path / "run")

@@ -5,9 +5,11 @@ A process killed mid-write (even with SIGKILL) leaves the previous checkpoint in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,46 @@ def atomic_torch_save(obj, path: Path) -> None:
         os.fsync(dir_fd)  # make the rename itself durable
     finally:
         os.close(dir_fd)
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a run directory while a process trains in it.
+
+    Two processes in one run (say a resumed run started while the first still runs) would
+    overwrite each other's checkpoints and metrics, and the second's clean-up of stale
+    temporaries would delete the first's checkpoint being written. The lock is ``flock`` on
+    ``<run_dir>/.lock``: the kernel releases it when the holder ends, even by SIGKILL, so a
+    crashed run never leaves a stale lock behind. (Not enforced where ``fcntl`` is missing.)
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_FILE
+    handle = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise CheckpointError(
+                f"Run directory {run_dir} is in use by another advrl process (pid {holder}). "
+                "Wait for it to finish, or stop it, before training or resuming in this directory."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # releases the lock
 
 
 def remove_stale_temporaries(directory: Path) -> None:

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from advrl.data.dataset import load_offline_data
 from advrl.data.replay import ReplayBuffer
-from advrl.learner.checkpoint import load_checkpoint
+from advrl.learner.checkpoint import load_checkpoint, run_lock
 from advrl.learner.online import OnlineTrainer
 from advrl.learner.trainer import CHECKPOINT, RECIPE_FILE, RunResult
 from advrl.recipe import RecipeError, apply_overrides, load_recipe, validate
@@ -172,7 +172,8 @@ def finetune(offline_run_dir, overrides=(), run_dir=None, progress: bool = True)
     run_dir = Path(run_dir) if run_dir is not None else offline_dir / "finetune"
     (run_dir).mkdir(parents=True, exist_ok=True)
     (run_dir / "offline_run").write_text(str(offline_dir.resolve()))
-    return FinetuneTrainer(recipe, run_dir, offline_dir, offline_recipe, progress=progress).fit()
+    with run_lock(run_dir):
+        return FinetuneTrainer(recipe, run_dir, offline_dir, offline_recipe, progress=progress).fit()
 
 
 def resume_finetune(run_dir, progress: bool = True) -> RunResult:
@@ -180,4 +181,5 @@ def resume_finetune(run_dir, progress: bool = True) -> RunResult:
     offline_dir = Path((run_dir / "offline_run").read_text().strip())
     offline_recipe = load_recipe(offline_dir / RECIPE_FILE)
     recipe = load_recipe(run_dir / RECIPE_FILE)
-    return FinetuneTrainer(recipe, run_dir, offline_dir, offline_recipe, resume=True, progress=progress).fit()
+    with run_lock(run_dir):
+        return FinetuneTrainer(recipe, run_dir, offline_dir, offline_recipe, resume=True, progress=progress).fit()

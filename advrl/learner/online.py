@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from advrl.data import catalog
 from advrl.data.dataset import DatasetInfo
 from advrl.data.replay import ReplayBuffer
-from advrl.learner.checkpoint import atomic_torch_save
+from advrl.learner.checkpoint import atomic_torch_save, run_lock
 from advrl.learner.trainer import RECIPE_FILE, RunResult, Trainer, default_run_dir
 from advrl.recipe import RecipeError, apply_overrides, load_recipe, validate
 
@@ -117,11 +117,13 @@ def train_online(recipe, overrides=(), run_dir: str | Path | None = None, progre
     if run_dir is None:  # runs/<name>/<env>/seed<k>-<time>: the env stands where offline runs name the dataset
         offline_style = default_run_dir(recipe)
         run_dir = offline_style.parent.parent / re.sub(r"[^A-Za-z0-9_.-]", "-", str(recipe.online.env)) / offline_style.name
-    return OnlineTrainer(recipe, Path(run_dir), resume=False, progress=progress).fit()
+    with run_lock(Path(run_dir)):
+        return OnlineTrainer(recipe, Path(run_dir), resume=False, progress=progress).fit()
 
 
 def resume_online(run_dir: str | Path, progress: bool = True) -> RunResult:
     run_dir = Path(run_dir)
     if not (run_dir / RECIPE_FILE).is_file():
         raise RecipeError(f"{run_dir} is not an advrl run directory (no {RECIPE_FILE}).")
-    return OnlineTrainer(load_recipe(run_dir / RECIPE_FILE), run_dir, resume=True, progress=progress).fit()
+    with run_lock(run_dir):
+        return OnlineTrainer(load_recipe(run_dir / RECIPE_FILE), run_dir, resume=True, progress=progress).fit()

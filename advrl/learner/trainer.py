@@ -24,6 +24,7 @@ from advrl.learner.checkpoint import (
     remove_stale_temporaries,
     restore_rng_state,
     rng_state,
+    run_lock,
 )
 from advrl.learner.metrics import MetricsLogger
 from advrl.recipe import RecipeError, apply_overrides, load_recipe, validate
@@ -254,7 +255,8 @@ def train(recipe, overrides=(), run_dir: str | Path | None = None, progress: boo
         recipe = validate(apply_overrides(recipe, list(overrides)))
     recipe = recipe.copy()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(recipe)
-    return Trainer(recipe, run_dir, resume=False, progress=progress).fit()
+    with run_lock(run_dir):
+        return Trainer(recipe, run_dir, resume=False, progress=progress).fit()
 
 
 def resume(run_dir: str | Path, progress: bool = True) -> RunResult:
@@ -264,4 +266,5 @@ def resume(run_dir: str | Path, progress: bool = True) -> RunResult:
     if not recipe_path.is_file():
         raise RecipeError(f"{run_dir} is not an advrl run directory (no {RECIPE_FILE}).")
     recipe = load_recipe(recipe_path)
-    return Trainer(recipe, run_dir, resume=True, progress=progress).fit()
+    with run_lock(run_dir):
+        return Trainer(recipe, run_dir, resume=True, progress=progress).fit()
