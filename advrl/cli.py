@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -118,7 +119,7 @@ def cmd_data(args) -> int:
 
     from advrl.data import catalog, policies
     from advrl.data.collect import dataset_path, read_record
-    from advrl.data.dataset import DatasetError, dataset_info, datasets_root, open_minari
+    from advrl.data.dataset import DatasetError, content_fingerprint, dataset_info, datasets_root, open_minari, read_episodes
 
     root = getattr(args, "policies", None)
     if args.data_command == "list":
@@ -200,7 +201,7 @@ def cmd_data(args) -> int:
         if args.id not in catalog.remote_ids():
             raise catalog.unknown_id_error(args.id, sorted(local) + catalog.remote_ids(), what="No dataset")
     ds = open_minari(args.id)  # remote ids: explains how to download
-    info = dataset_info(ds)
+    info = dataclasses.replace(dataset_info(ds), fingerprint=content_fingerprint(read_episodes(ds)))
     returns = stats.episode_returns(ds)
     metadata = ds.storage.metadata
     keep = ("description", "algorithm_name", "ref_min_score", "ref_max_score", "minari_version", "data_format", "dataset_size", "author")
@@ -223,7 +224,7 @@ def cmd_data(args) -> int:
     r = summary["returns"]
     print(f"{args.id}  ({summary['path']})")
     print(f"  env {summary['env_spec']}  eval env {summary['eval_env_spec']}  obs {info.obs_dim}  action {info.action_dim}")
-    print(f"  {info.n_transitions} transitions, {info.n_episodes} episodes")
+    print(f"  {info.n_transitions} transitions, {info.n_episodes} episodes, content fingerprint {info.fingerprint}")
     print(f"  episode return min {r['min']:.1f}  median {r['median']:.1f}  max {r['max']:.1f}  mean {r['mean']:.1f} ± {r['std']:.1f}")
     print(f"  reference returns {info.ref_min_score} .. {info.ref_max_score}")
     print(f"  {summary['metadata'].get('description', '')}")

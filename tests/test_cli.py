@@ -57,3 +57,4 @@ def test_data_list_and_info(minari_root, capsys):
     assert main(["data", "info", "advrl/hopper/random-v0"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["n_transitions"] == 3000 and info["obs_dim"] == 11
+    assert len(info["fingerprint"]) == 16  # the one a run trained on it records
