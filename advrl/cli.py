@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 
 from advrl import registry
@@ -334,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     except _expected_errors() as err:
         print(f"advrl: error: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into `head` & co., which stopped reading: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
 
 
 if __name__ == "__main__":

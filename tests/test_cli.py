@@ -58,3 +58,14 @@ def test_data_list_and_info(minari_root, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["n_transitions"] == 3000 and info["obs_dim"] == 11
     assert len(info["fingerprint"]) == 16  # the one a run trained on it records
+
+
+def test_output_cut_short_by_the_reader_is_not_an_error():
+    """`advrl components | head -1`: the reader leaves early; no traceback, exit status 0."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "advrl.cli", "components"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the process writes anything
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and b"Traceback" not in err, err.decode()
