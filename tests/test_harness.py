@@ -64,6 +64,8 @@ def test_report_tables_final_scores_speed_and_preparation_cost(tmp_path):
         job.run_dir.mkdir(parents=True)
         rows = [
             {"kind": "dataset", "step": 0, "fingerprint": "a" * 16, "n_episodes": 7},
+            {"kind": "eval", "step": 1, "score_mean": 500.0, "return_mean": 9.0},  # outside the last 3
+            {"kind": "eval", "step": 3, "score_mean": 1.0, "return_mean": 9.0},
             {"kind": "eval", "step": 5, "score_mean": 1.0, "return_mean": 9.0},
             {"kind": "eval", "step": 10, "score_mean": finals[(job.label, job.seed)], "return_mean": 9.0},
             {"kind": "train", "step": 10, "steps_per_s": 100.0 + job.seed},
@@ -81,9 +83,10 @@ def test_report_tables_final_scores_speed_and_preparation_cost(tmp_path):
     harness.report(suite_file)
     table = (tmp_path / "results" / "mini" / "table.md").read_text().splitlines()
     assert "offline phase" in table[0]
-    assert table[2] == "| plain | 2 | 45.0 ± 5.0 | 0: — | 100.5 | — |"
-    assert table[3] == "| selective | 2 | 65.0 ± 5.0 | 0: — | 100.5 | 35 |"
-    assert table[4] == "| tuned | 1 | 33.0 ± 0.0 | 1: 20.0 ± 0.0 | 100.0 | — |"
+    # last-3 mean: plain (1, 1, 40) and (1, 1, 50) -> 14 and 17.33; tuned's online phase ends (20, 25, 33)
+    assert table[2] == "| plain | 2 | 45.0 ± 5.0 | 15.7 ± 1.7 | 0: — | 100.5 | — |"
+    assert table[3] == "| selective | 2 | 65.0 ± 5.0 | 22.3 ± 1.7 | 0: — | 100.5 | 35 |"
+    assert table[4] == "| tuned | 1 | 33.0 ± 0.0 | 26.0 ± 0.0 | 1: 20.0 ± 0.0 | 100.0 | — |"
     assert not any("build of the dataset" in line for line in table)  # all on one build
     summary = json.loads((tmp_path / "results" / "mini" / "summary.json").read_text())
     assert summary["selective"]["preparation_seconds_mean"] == 35.0
@@ -123,7 +126,7 @@ def test_finished_runs_are_archived_and_outlive_their_run_folders(tmp_path):
     assert tuned.command()[3] == "train"  # the unarchived run starts again
     harness.report(suite_file)
     table = (tmp_path / "results" / "spread" / "table.md").read_text()
-    assert "| plain | 1 | 40.0 ± 0.0 | 0: — |" in table
+    assert "| plain | 1 | 40.0 ± 0.0 | 40.0 ± 0.0 | 0: — |" in table
     assert "| plain | 40.0 ± 0.0 | 20.0 ± 0.0 |" in table  # noise table read from the archive
 
 
