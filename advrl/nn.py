@@ -26,6 +26,7 @@ class Stack(nn.Sequential):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fresh = False  # x is a tensor this forward made (not the caller's input)
         for layer in self:
             kind = type(layer)
             if kind is nn.Linear:
@@ -33,9 +34,13 @@ class Stack(nn.Sequential):
             elif kind is EnsembleLinear:
                 x = torch.baddbmm(layer.bias, x, layer.weight)
             elif kind is nn.ReLU:
-                x = torch.relu(x)
+                # in place on the layer output just made: linear/baddbmm backward does not read
+                # its output, and a large ensemble activation ([E, n*B, 256] in CQL's penalty)
+                # otherwise costs a fresh allocation and an extra pass over memory
+                x = torch.relu_(x) if fresh else torch.relu(x)
             else:
                 x = layer(x)
+            fresh = kind in (nn.Linear, EnsembleLinear)
         return x
 
 

@@ -2,9 +2,10 @@
 PyTorch implementation of the same update (benchmarks/reference.py), in the same process,
 on the same synthetic Hopper-shaped data (obs 11, action 3, batch 256). ``--algos a2pr``
 also times recipes/a2pr.yaml against benchmarks/reference_a2pr.py, ``--algos a2po``
-recipes/a2po.yaml against benchmarks/reference_a2po.py.
+recipes/a2po.yaml against benchmarks/reference_a2po.py, ``--algos cql`` recipes/cql.yaml
+against benchmarks/reference_cql.py.
 
-    python benchmarks/throughput.py [--steps 1000] [--repeats 3] [--algos td3bc iql a2pr a2po] [--json]
+    python benchmarks/throughput.py [--steps 1000] [--repeats 3] [--algos td3bc iql a2pr a2po cql] [--json]
 
 Timings alternate advrl and reference blocks ``--repeats`` times (alternating which goes
 first); steps/s are medians and the ratio is the median of the per-pair ratios (min and max
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference  # noqa: E402
 import reference_a2po  # noqa: E402
 import reference_a2pr  # noqa: E402
+import reference_cql  # noqa: E402
 
 from advrl.component import DataSpec  # noqa: E402
 from advrl.data.dataset import DatasetInfo, ObservationNormalizer, OfflineData  # noqa: E402
@@ -89,6 +91,8 @@ class ReferenceRunner:
             self.agent = reference_a2pr.A2PR(OBS_DIM, ACT_DIM, device=device)
         elif algo == "a2po":
             self.agent = reference_a2po.A2PO(OBS_DIM, ACT_DIM, device=device)
+        elif algo == "cql":
+            self.agent = reference_cql.CQL(OBS_DIM, ACT_DIM, device=device)
         else:
             self.agent = reference.TD3BC(OBS_DIM, ACT_DIM) if algo == "td3bc" else reference.IQL(OBS_DIM, ACT_DIM)
         self.device = device

@@ -214,3 +214,26 @@ def test_layer_norm_uses_member_affine():
     expected = (F.relu(torch.ones(4)) @ out.weight[1] + out.bias[1, 0]).squeeze(-1)
     q1 = critic.q_all(torch.randn(3, 3), torch.randn(3, 2))[1]
     torch.testing.assert_close(q1, expected.expand(3))
+
+
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_stack_forward_and_gradients_equal_nn_sequential(ensemble):
+    """Stack's fast path (direct kernels, ReLU in place on a layer output it just made) computes
+    what nn.Sequential computes, leaves the caller's input alone, and backpropagates the same."""
+    from torch import nn
+
+    from advrl.nn import Stack
+
+    torch.manual_seed(0)
+    linear = (lambda i, o: EnsembleLinear(i, o, 2)) if ensemble else nn.Linear
+    layers = [nn.ReLU(), linear(4, 8), nn.ReLU(), linear(8, 8), nn.ReLU(), linear(8, 1)]  # a leading ReLU reads the input
+    fast, plain = Stack(*layers), nn.Sequential(*layers)
+    x = torch.randn(2, 5, 4) if ensemble else torch.randn(5, 4)
+    x_fast, x_plain = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    out_fast, out_plain = fast(x_fast), plain(x_plain)
+    assert torch.equal(out_fast, out_plain)
+    assert torch.equal(x_fast.detach(), x)  # not modified in place
+    grads_fast = torch.autograd.grad(out_fast.square().sum(), [x_fast, *fast.parameters()])
+    grads_plain = torch.autograd.grad(out_plain.square().sum(), [x_plain, *plain.parameters()])
+    for a, b in zip(grads_fast, grads_plain):
+        assert torch.equal(a, b)
