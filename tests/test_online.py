@@ -57,3 +57,32 @@ def test_interrupted_online_run_resumes_with_its_buffer(tmp_path, monkeypatch):
     result = resume_online(tmp_path / "run", progress=False)
     assert result.steps == 60
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)["replay"]["size"] == 60
+
+
+@pytest.mark.parametrize("recipe", ["td3.yaml", "sac.yaml"])
+def test_a_resumed_online_run_continues_its_episode_and_ends_as_an_uninterrupted_one(recipe, tmp_path, monkeypatch):
+    """Interrupted at step 45 with the checkpoint of step 30 taken mid-episode: the resumed run
+    restores the environment (MuJoCo state, time limit, random generators), so its replay buffer
+    and parameters equal those of a run that was never interrupted."""
+    train_online(RECIPES / "online" / recipe, TINY, run_dir=tmp_path / "straight", progress=False)
+    original = OnlineTrainer._train_step
+
+    def crash_at_45(self, step, *args):
+        if step == 45:
+            raise KeyboardInterrupt("simulated crash")
+        return original(self, step, *args)
+
+    monkeypatch.setattr(online_module.OnlineTrainer, "_train_step", crash_at_45)
+    with pytest.raises(KeyboardInterrupt):
+        train_online(RECIPES / "online" / recipe, TINY, run_dir=tmp_path / "crashed", progress=False)
+    monkeypatch.setattr(online_module.OnlineTrainer, "_train_step", original)
+    saved = torch.load(tmp_path / "crashed" / "checkpoints" / "last.pt", weights_only=False)
+    assert saved["step"] == 30 and saved["episode"]["length"] > 0  # it stopped mid-episode
+    resume_online(tmp_path / "crashed", progress=False)
+    straight, crashed = (torch.load(tmp_path / run / "checkpoints" / "last.pt", weights_only=False) for run in ("straight", "crashed"))
+    assert straight["replay"]["size"] == crashed["replay"]["size"] == 60
+    for key, column in straight["replay"]["columns"].items():
+        assert torch.equal(column, crashed["replay"]["columns"][key]), key
+    for slot, params in straight["components"].items():
+        for name, tensor in params.items():
+            assert torch.equal(tensor, crashed["components"][slot][name]), f"{slot}.{name}"

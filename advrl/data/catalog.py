@@ -362,7 +362,8 @@ def _load_step(snapshot: Path) -> int:
 
 def split_replay(columns: dict[str, np.ndarray]) -> list:
     """Replay rows (insertion order) -> episode buffers. An episode ends at a terminal, a
-    truncation, a break in continuity (a resumed run restarts its episode) or the last row."""
+    truncation, a break in continuity (a run resumed by an older advrl restarted its episode)
+    or the last row."""
     from minari.data_collector import EpisodeBuffer
 
     obs, next_obs = columns["observation"], columns["next.observation"]

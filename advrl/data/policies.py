@@ -437,8 +437,9 @@ def retrain_run(env: str, level: str, run_dir: str | os.PathLike, root=None, pro
     record keeps the run's resolved recipe instead. Training runs on one CPU thread, where the
     online loop is deterministic, so with the same code and library versions the new buffer is
     the original's byte for byte. ``reproduced`` checks it where it can: the new actor at the
-    policy's step against the committed policy's weights (an original run that was interrupted
-    and resumed before that step cannot be reproduced: a resumed run restarts its episode).
+    policy's step against the committed policy's weights. Runs resumed by advrl before
+    2026-12-03 restarted their episode on resume and cannot be reproduced; since then a resumed
+    run continues its episode exactly (:mod:`advrl.learner.env_state`).
     An interrupted retraining resumes from its checkpoint.
     """
     import torch

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from advrl.data import catalog
 from advrl.data.dataset import DatasetInfo
 from advrl.data.replay import ReplayBuffer
+from advrl.learner import env_state
 from advrl.learner.checkpoint import atomic_torch_save, run_lock
 from advrl.learner.trainer import RECIPE_FILE, RunResult, Trainer, default_run_dir
 from advrl.recipe import RecipeError, apply_overrides, load_recipe, validate
@@ -98,12 +99,20 @@ class OnlineTrainer(Trainer):
             atomic_torch_save(state, self.run_dir / "snapshots" / f"step{step:08d}.pt")
 
     def _extra_state(self) -> dict:
-        return {"replay": self.data.state_dict(), "episodes": self.episodes}
+        episode = env_state.capture(self.env)
+        if episode is not None:
+            episode.update(obs=np.array(self._obs), ret=self._episode_return, length=self._episode_length)
+        return {"replay": self.data.state_dict(), "episodes": self.episodes, "episode": episode}
 
     def _load_extra(self, state: dict) -> None:
         self.data.load_state_dict(state["replay"])
         self.episodes = state["episodes"]
-        # the interrupted episode cannot be restored: start a fresh one, seeded by the step
+        episode = state.get("episode")
+        if episode is not None:  # continue the interrupted episode exactly
+            env_state.restore(self.env, episode)
+            self._obs, self._episode_return, self._episode_length = episode["obs"], episode["ret"], episode["length"]
+            return
+        # an environment advrl cannot save (or an older checkpoint): a fresh episode, seeded by the step
         self._obs, _ = self.env.reset(seed=self.recipe.seed + self.step)
         self._episode_return, self._episode_length = 0.0, 0
 
