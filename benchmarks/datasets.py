@@ -21,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = REPO / "benchmarks" / "datasets.md"
+NOTES = "## Notes"  # the page's last section, written by hand, kept when the page is rewritten
 
 
 def build_missing(ids: list[str]) -> None:
@@ -68,10 +69,11 @@ def dataset_rows() -> list[str]:
     import minari
 
     from advrl.data.collect import read_record
+    from advrl.data.dataset import content_fingerprint, open_minari, read_episodes
 
     rows = [
-        "| dataset | transitions | episodes | return min / median / mean / max | normalised mean | seed | build s |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| dataset | transitions | episodes | return min / median / mean / max | normalised mean | seed | build s | content fingerprint |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for dataset_id in sorted(minari.list_local_datasets()):
         record = read_record(dataset_id)
@@ -82,7 +84,8 @@ def dataset_rows() -> list[str]:
         rows.append(
             f"| {dataset_id} | {record['size']} | {record['episodes']} "
             f"| {r['min']:.1f} / {r['median']:.1f} / {r['mean']:.1f} / {r['max']:.1f} "
-            f"| {_score(r['mean'], env)} | {record.get('seed')} | {record.get('build_seconds', '—')} |"
+            f"| {_score(r['mean'], env)} | {record.get('seed')} | {record.get('build_seconds', '—')} "
+            f"| `{content_fingerprint(read_episodes(open_minari(dataset_id)))}` |"
         )
     return rows
 
@@ -128,10 +131,16 @@ def write_page(note: str | None) -> None:
         "`--retrain` trains it again from that recipe on one thread, where the loop is deterministic,",
         "up to the medium policy's step, and says whether the committed medium actor was reproduced.",
         "",
+        "The content fingerprint is the one each training run records in its `metrics.jsonl`",
+        "(`kind: dataset`) and `advrl data info` shows: two builds of one id hold the same data",
+        "exactly when their fingerprints agree.",
+        "",
         f"Page written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
         + (f" {note}" if note else ""),
         "",
     ]
+    if PAGE.exists() and NOTES in PAGE.read_text():  # hand-written notes survive a rewrite
+        lines += [NOTES + PAGE.read_text().split(NOTES, 1)[1].rstrip("\n"), ""]
     PAGE.write_text("\n".join(lines))
     print(f"written: {PAGE}")
 
