@@ -41,7 +41,8 @@ def test_online_run_learns_after_warmup_and_keeps_snapshots(recipe, tmp_path):
     assert state["replay"]["size"] == 60
 
 
-def test_interrupted_online_run_resumes_with_its_buffer(tmp_path, monkeypatch):
+def _crash_at_step_45(monkeypatch, recipe: str, run_dir: Path) -> None:
+    """Train an online recipe that is interrupted at step 45 (its last checkpoint: step 30)."""
     original = OnlineTrainer._train_step
 
     def crash_at_45(self, step, *args):
@@ -51,8 +52,12 @@ def test_interrupted_online_run_resumes_with_its_buffer(tmp_path, monkeypatch):
 
     monkeypatch.setattr(online_module.OnlineTrainer, "_train_step", crash_at_45)
     with pytest.raises(KeyboardInterrupt):
-        train_online(RECIPES / "online" / "td3.yaml", TINY, run_dir=tmp_path / "run", progress=False)
+        train_online(RECIPES / "online" / recipe, TINY, run_dir=run_dir, progress=False)
     monkeypatch.setattr(online_module.OnlineTrainer, "_train_step", original)
+
+
+def test_interrupted_online_run_resumes_with_its_buffer(tmp_path, monkeypatch):
+    _crash_at_step_45(monkeypatch, "td3.yaml", tmp_path / "run")
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)["replay"]["size"] == 30
     result = resume_online(tmp_path / "run", progress=False)
     assert result.steps == 60
@@ -65,17 +70,7 @@ def test_a_resumed_online_run_continues_its_episode_and_ends_as_an_uninterrupted
     restores the environment (MuJoCo state, time limit, random generators), so its replay buffer
     and parameters equal those of a run that was never interrupted."""
     train_online(RECIPES / "online" / recipe, TINY, run_dir=tmp_path / "straight", progress=False)
-    original = OnlineTrainer._train_step
-
-    def crash_at_45(self, step, *args):
-        if step == 45:
-            raise KeyboardInterrupt("simulated crash")
-        return original(self, step, *args)
-
-    monkeypatch.setattr(online_module.OnlineTrainer, "_train_step", crash_at_45)
-    with pytest.raises(KeyboardInterrupt):
-        train_online(RECIPES / "online" / recipe, TINY, run_dir=tmp_path / "crashed", progress=False)
-    monkeypatch.setattr(online_module.OnlineTrainer, "_train_step", original)
+    _crash_at_step_45(monkeypatch, recipe, tmp_path / "crashed")
     saved = torch.load(tmp_path / "crashed" / "checkpoints" / "last.pt", weights_only=False)
     assert saved["step"] == 30 and saved["episode"]["length"] > 0  # it stopped mid-episode
     resume_online(tmp_path / "crashed", progress=False)

@@ -153,3 +153,31 @@ def copy_actor_critic_into_reference(comps, ref) -> None:
             for layer, linear in zip(ensemble_layers, linears):
                 linear.weight.copy_(layer.weight[member].T)
                 linear.bias.copy_(layer.bias[member, 0])
+
+
+def small_transitions(seed: int, size: int = 16) -> TensorDict:
+    """A batch of 5-d states and 2-d actions inside the box, a quarter of them terminal: the
+    input of the step-for-step comparisons with the plain references."""
+    gen = torch.Generator().manual_seed(seed)
+    return TensorDict(
+        {
+            "observation": torch.randn(size, 5, generator=gen),
+            "action": torch.rand(size, 2, generator=gen) * 1.8 - 0.9,
+            "reward": torch.randn(size, generator=gen),
+            "next": {"observation": torch.randn(size, 5, generator=gen)},
+            "terminated": (torch.rand(size, generator=gen) < 0.25).float(),
+        },
+        batch_size=[size],
+    )
+
+
+def benchmark_module(name: str):
+    """A module of benchmarks/ (the plain reference implementations), loaded by path."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -21,6 +21,7 @@ from _helpers import (
     run,
     set_linear,
     set_linear_critic,
+    small_transitions,
     snapshot,
     t,
     train_step,
@@ -480,17 +481,7 @@ def build_a2po(*overrides):
 
 
 def a2po_batch(size=16, seed=0) -> TensorDict:
-    gen = torch.Generator().manual_seed(seed)
-    return TensorDict(
-        {
-            "observation": torch.randn(size, 5, generator=gen),
-            "action": torch.rand(size, 2, generator=gen) * 1.8 - 0.9,
-            "reward": torch.randn(size, generator=gen),
-            "next": {"observation": torch.randn(size, 5, generator=gen)},
-            "terminated": (torch.rand(size, generator=gen) < 0.25).float(),
-        },
-        batch_size=[size],
-    )
+    return small_transitions(seed, size)
 
 
 def test_recipe_updates_schedules_and_routing():

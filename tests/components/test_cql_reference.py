@@ -5,12 +5,10 @@ the same parameters, so the throughput benchmark times the same update on both s
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
-from _helpers import train_step
-from tensordict import TensorDict
+from _helpers import benchmark_module, small_transitions, train_step
 from torch import nn
 
 from advrl import DataSpec
@@ -30,27 +28,6 @@ SMALL = [
 
 def close(actual, expected, **kw):
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6, **kw)
-
-
-def _reference_module():
-    spec = importlib.util.spec_from_file_location("reference_cql", REPO / "benchmarks" / "reference_cql.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def cql_batch(seed: int, size: int = 16) -> TensorDict:
-    gen = torch.Generator().manual_seed(seed)
-    return TensorDict(
-        {
-            "observation": torch.randn(size, 5, generator=gen),
-            "action": torch.rand(size, 2, generator=gen) * 1.8 - 0.9,
-            "reward": torch.randn(size, generator=gen),
-            "next": {"observation": torch.randn(size, 5, generator=gen)},
-            "terminated": (torch.rand(size, generator=gen) < 0.25).float(),
-        },
-        batch_size=[size],
-    )
 
 
 @torch.no_grad()
@@ -74,7 +51,7 @@ def _copy_weights(comps, ref) -> None:
 
 
 def test_steps_match_the_reference_implementation():
-    reference_cql = _reference_module()
+    reference_cql = benchmark_module("reference_cql")
     recipe = load_recipe(REPO / "recipes" / "cql.yaml", SMALL, dataset_facts=FACTS)
     comps = build_components(recipe, DataSpec(**FACTS), bind=False)
     updates, _ = build_updates(recipe, comps, torch.device("cpu"))
@@ -85,7 +62,7 @@ def test_steps_match_the_reference_implementation():
     ref = reference_cql.CQL(5, 2, hidden=(8, 8), n_actions=3, actor_lr=LR, critic_lr=LR, alpha_lr=LR)
     _copy_weights(comps, ref)
     for step in range(1, 5):
-        td = cql_batch(seed=100 + step)
+        td = small_transitions(seed=100 + step)
         batch = [td["observation"], td["action"], td["reward"].unsqueeze(-1), td["next", "observation"], td["terminated"].unsqueeze(-1)]
         torch.manual_seed(step)
         ours = train_step(updates, td, step)
