@@ -81,3 +81,16 @@ def test_a_resumed_online_run_continues_its_episode_and_ends_as_an_uninterrupted
     for slot, params in straight["components"].items():
         for name, tensor in params.items():
             assert torch.equal(tensor, crashed["components"][slot][name]), f"{slot}.{name}"
+
+
+def test_an_environment_state_of_another_model_is_refused_with_the_reason():
+    import gymnasium as gym
+
+    from advrl.learner import env_state
+    from advrl.learner.checkpoint import CheckpointError
+
+    hopper, walker = gym.make("Hopper-v5"), gym.make("Walker2d-v5")
+    hopper.reset(seed=0)
+    walker.reset(seed=0)
+    with pytest.raises(CheckpointError, match="does not fit Walker2d-v5's MuJoCo model"):
+        env_state.restore(walker, env_state.capture(hopper))

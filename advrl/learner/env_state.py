@@ -17,6 +17,8 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from advrl.learner.checkpoint import CheckpointError
+
 
 def _time_limit(env: gym.Env):
     while isinstance(env, gym.Wrapper):
@@ -55,7 +57,10 @@ def restore(env: gym.Env, state: dict) -> None:
     base = env.unwrapped
     physics = np.asarray(state["physics"], dtype=np.float64)
     if physics.size != mujoco.mj_stateSize(base.model, mujoco.mjtState.mjSTATE_INTEGRATION):
-        raise ValueError("the saved environment state does not fit this environment's model")
+        raise CheckpointError(
+            f"The checkpoint's environment state ({physics.size} numbers) does not fit {env.spec.id if env.spec else 'this env'}'s "
+            "MuJoCo model: the run was saved with another environment or MuJoCo version. Resume it where it was made."
+        )
     mujoco.mj_setState(base.model, base.data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
     mujoco.mj_forward(base.model, base.data)  # derived quantities (positions of bodies) for the reward
     limit = _time_limit(env)
