@@ -6,11 +6,10 @@ give the same losses, the same advantage condition xi and the same parameters.""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
-from _helpers import copy_actor_critic_into_reference, copy_vae_into_reference, train_step
+from _helpers import benchmark_module, copy_actor_critic_into_reference, copy_vae_into_reference, train_step
 from tensordict import TensorDict
 
 from advrl import DataSpec
@@ -36,13 +35,6 @@ TINY = {"actor_hidden": (8, 8), "critic_hidden": (8, 8, 8), "value_hidden": (8, 
 
 def close(actual, expected, **kw):
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6, **kw)
-
-
-def _reference_module():
-    spec = importlib.util.spec_from_file_location("reference_a2po", REPO / "benchmarks" / "reference_a2po.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def build_a2po():
@@ -97,7 +89,7 @@ def test_six_steps_match_the_reference_implementation():
     benchmarks/reference_a2po.py, started from the same weights, with torch seeded identically
     before each step (both draw the target-policy noise [B, A], then the CVAE's reparameterisation
     noise [B, 2A], in that order): same losses, xi and parameters; the acting paths agree too."""
-    reference_a2po = _reference_module()
+    reference_a2po = benchmark_module("reference_a2po")
     comps, updates = build_a2po()
     assert updates[1].stop == K
     _spread(comps)

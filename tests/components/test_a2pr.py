@@ -7,7 +7,6 @@ also checked against the plain reference implementation in benchmarks/reference_
 from __future__ import annotations
 
 import copy
-import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from _helpers import (
     assert_all_changed,
     assert_unchanged,
+    benchmark_module,
     bind_all,
     copy_actor_critic_into_reference,
     copy_vae_into_reference,
@@ -715,13 +715,6 @@ def test_actor_update_by_hand_uses_updated_vae():
 
 
 # ---- against the plain reference implementation (benchmarks/reference_a2pr.py) --------------------------
-def _reference_module():
-    spec = importlib.util.spec_from_file_location("reference_a2pr", REPO / "benchmarks" / "reference_a2pr.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @torch.no_grad()
 def _copy_weights(comps, ref):
     """advrl's parameters into the reference's modules (ensemble member m -> q{m+1}_net, the
@@ -739,7 +732,7 @@ def test_six_steps_match_the_reference_implementation():
     """Six steps of the recipe and of benchmarks/reference_a2pr.py (separately written from
     algorithms.md §1.5: CORL-style modules, backward per optimiser), started from the same
     weights with the same noise, give the same losses and the same parameters."""
-    reference_a2pr = _reference_module()
+    reference_a2pr = benchmark_module("reference_a2pr")
     lrs = [f"updates.{u}.optimize.{slot}.lr={LR}" for u, slot in [("critic", "critic"), ("value", "value"), ("behavior", "behavior"), ("actor", "actor")]]
     comps, updates = build_a2pr(*lrs)
     center_value(comps, a2pr_batch(seed=101, obs_scale=3.0))
