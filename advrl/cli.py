@@ -12,12 +12,13 @@ from advrl import registry
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
+    from advrl.compare import CompareError
     from advrl.data.dataset import DatasetError
     from advrl.learner.checkpoint import CheckpointError
     from advrl.learner.update import NonFiniteLossError
     from advrl.recipe import RecipeError
 
-    return (RecipeError, registry.RegistryError, DatasetError, CheckpointError, NonFiniteLossError, FileNotFoundError)
+    return (RecipeError, registry.RegistryError, DatasetError, CompareError, CheckpointError, NonFiniteLossError, FileNotFoundError)
 
 
 def print_result(result) -> int:
@@ -74,6 +75,21 @@ def cmd_eval(args) -> int:
     run = advrl.load_run(args.run_dir, device=args.device)
     result = run.evaluate(episodes=args.episodes, obs_noise=args.obs_noise, seed=args.seed)
     print(json.dumps({"run_dir": args.run_dir, "step": run.step, "obs_noise": args.obs_noise, **result}))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from advrl import compare
+
+    summaries, text = compare.compare(args.runs, last=args.last)
+    print(text)
+    if args.plot:
+        compare.plot_curves(summaries, args.plot, args.title)
+        print(f"\nlearning curves written to {args.plot}")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({s.label: {**s.as_dict(), "run_dirs": [str(r.path) for r in s.runs]} for s in summaries}, handle, indent=2)
+        print(f"summary written to {args.json}")
     return 0
 
 
@@ -277,6 +293,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the run's)")
     evaluate.add_argument("--device", default="cpu")
     evaluate.set_defaults(func=cmd_eval)
+
+    cmp = sub.add_parser("compare", help="table and learning curves of runs, their seeds grouped",
+                         description="Group runs (by recipe name, and dataset when they span several; or by the "
+                                     "LABEL you give a PATH), then print final scores, the mean of the last "
+                                     "evaluations and speed per group.")
+    cmp.add_argument("runs", nargs="+", metavar="[LABEL=]PATH", help="a run folder, or a folder above run folders")
+    cmp.add_argument("--last", type=int, default=3, help="average each run's last N evaluations too (default 3)")
+    cmp.add_argument("--plot", metavar="PNG", help="write the learning curves (mean +- std over seeds) here")
+    cmp.add_argument("--json", metavar="FILE", help="write the summaries as JSON here")
+    cmp.add_argument("--title", default="advrl compare", help="the plot's title")
+    cmp.set_defaults(func=cmd_compare)
 
     comps = sub.add_parser("components", help="list registered components, or describe one")
     comps.add_argument("kind", nargs="?")

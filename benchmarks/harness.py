@@ -9,7 +9,8 @@ unfinished run in its own ``advrl train`` process (``--resume`` when it has a ch
 at most ``--workers`` at a time; it can be stopped at any point (Ctrl-C, SIGKILL, end of a
 session) and started again: finished runs are skipped, interrupted ones resume from their
 last checkpoint. ``report`` writes a Markdown table (final normalised score mean +- std over
-seeds, gradient steps/s), a learning-curve PNG, and a JSON summary.
+seeds, gradient steps/s), a learning-curve PNG, and a JSON summary, with the same code as
+``advrl compare`` (``advrl/compare.py``) plus the suite's observation-noise table.
 
 Runs live under ``$ADVRL_BENCH_ROOT`` (default ``benchmarks/out``, not committed): their
 checkpoints are large and a machine may not outlive a session. A finished run's records (its
@@ -34,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
+
+from advrl import compare
 
 REPO = Path(__file__).resolve().parent.parent
 # what a finished run leaves in benchmarks/results: small text files, never checkpoints
@@ -178,110 +181,27 @@ def conclude(suite: dict, job: Job) -> None:
     job.archive()
 
 
-def _rows(path: Path, kind: str) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if record.get("kind") == kind:
-            rows.append(record)
-    return rows
-
-
-# The last evaluation alone swings widely on these datasets (TD3+BC on random-medium-expert
-# Hopper: 98 -> 17 within 20k steps), so the table also gives each seed's mean over its last
-# few evaluations: a steadier summary of where a run ended.
-LAST_EVALS = 3
-
-
 def report(suite_path: Path) -> None:
     suite, jobs = load_suite(suite_path)
+    reported = [(job, compare.read_run(job.records(), online_phase=job.finetune is not None,
+                                       offline_done=job.offline_done(), finished=job.finished()))
+                for job in jobs if (job.records() / "metrics.jsonl").exists()]
     labels = list(dict.fromkeys(job.label for job in jobs))
-    summary, curves = {}, {}
-    for label in labels:
-        finals, settled, offline_finals, speeds, per_seed, prepared = [], [], [], [], [], []
-        for job in (j for j in jobs if j.label == label):
-            records = job.records()
-            evals = _rows(records / "metrics.jsonl", "eval")
-            train = _rows(records / "metrics.jsonl", "train")
-            preparation = _rows(records / "metrics.jsonl", "preparation")
-            if preparation:  # e.g. the IQL pre-training of SSAR's selector: its cost, per run
-                prepared.append(sum(r.get("pretrain_seconds", r["seconds"]) for r in preparation))
-            if job.finetune is not None and evals:  # online phase continues the x axis
-                offset = evals[-1]["step"]
-                if job.offline_done():
-                    offline_finals.append(evals[-1].get("score_mean", evals[-1]["return_mean"]))
-                evals += [{**r, "step": offset + r["step"]} for r in _rows(records / "finetune" / "metrics.jsonl", "eval")]
-            if evals:
-                per_seed.append([(r["step"], r.get("score_mean", r["return_mean"])) for r in evals])
-                if job.finished():
-                    finals.append(per_seed[-1][-1][1])
-                    settled.append(float(np.mean([score for _, score in per_seed[-1][-LAST_EVALS:]])))
-            speeds += [r["steps_per_s"] for r in train if "steps_per_s" in r]
-        curves[label] = per_seed
-        summary[label] = {
-            "finished_seeds": len(finals),
-            "final_score_mean": float(np.mean(finals)) if finals else None,
-            "final_score_std": float(np.std(finals)) if finals else None,
-            f"last{LAST_EVALS}_score_mean": float(np.mean(settled)) if settled else None,
-            f"last{LAST_EVALS}_score_std": float(np.std(settled)) if settled else None,
-            "offline_seeds": len(offline_finals),
-            "offline_score_mean": float(np.mean(offline_finals)) if offline_finals else None,
-            "offline_score_std": float(np.std(offline_finals)) if offline_finals else None,
-            "steps_per_s_median": float(np.median(speeds)) if speeds else None,
-            "preparation_seconds_mean": float(np.mean(prepared)) if prepared else None,
-        }
+    summaries = [compare.Summary(label, [run for job, run in reported if job.label == label]) for label in labels]
     root = suite["results"]
     root.mkdir(parents=True, exist_ok=True)
-    (root / "summary.json").write_text(json.dumps(summary, indent=2))
-    online = any(job.finetune is not None for job in jobs)
-    offline_head = "| offline phase: seeds, final score " if online else ""
-    lines = [
-        f"| run | seeds done | final normalised score | mean of the last {LAST_EVALS} evaluations {offline_head}"
-        "| gradient steps/s (median) | pre-training s (mean) |",
-        "| --- | --- | --- | --- |" + (" --- |" if online else "") + " --- | --- |",
-    ]
-    for label, s in summary.items():
-        score = _mean_std(s["final_score_mean"], s["final_score_std"])
-        score += " | " + _mean_std(s[f"last{LAST_EVALS}_score_mean"], s[f"last{LAST_EVALS}_score_std"])
-        offline = f"| {s['offline_seeds']}: {_mean_std(s['offline_score_mean'], s['offline_score_std'])} " if online else ""
-        speed = f"{s['steps_per_s_median']:.1f}" if s["steps_per_s_median"] else "—"
-        prep = f"{s['preparation_seconds_mean']:.0f}" if s["preparation_seconds_mean"] is not None else "—"
-        lines.append(f"| {label} | {s['finished_seeds']} | {score} {offline}| {speed} | {prep} |")
-    table = "\n".join(lines)
+    (root / "summary.json").write_text(json.dumps({s.label: s.as_dict() for s in summaries}, indent=2))
+    table = compare.markdown_table(summaries, online=any(job.finetune is not None for job in jobs))
     noise = noise_table(suite, jobs)
     if noise:
         table += "\n\nNormalised score of the final policies under Gaussian observation noise:\n\n" + noise
-    builds = dataset_builds(jobs)
+    builds = compare.dataset_builds([(f"{job.label}:{job.seed}", run) for job, run in reported])
     if builds:
         table += "\n\n" + builds
     (root / "table.md").write_text(table + "\n")
-    _plot(curves, root / "curves.png", suite["name"])
+    compare.plot_curves(summaries, root / "curves.png", suite["name"])
     print(table)
     print(f"\nwritten: {root / 'table.md'}, {root / 'curves.png'}, {root / 'summary.json'}")
-
-
-def dataset_builds(jobs: list[Job]) -> str:
-    """A warning when the suite's runs did not all train on one build of the dataset (a dataset
-    id rebuilt elsewhere, e.g. with ``--retrain``, can hold other data); '' when they did."""
-    by_build: dict[str, list[str]] = {}
-    for job in jobs:
-        rows = _rows(job.records() / "metrics.jsonl", "dataset")
-        if rows or job.finished():
-            key = f"{rows[0]['fingerprint']} ({rows[0]['n_episodes']} episodes)" if rows else "not recorded"
-            by_build.setdefault(key, []).append(f"{job.label}:{job.seed}")
-    if len(by_build) <= 1:
-        return ""
-    parts = [f"- {build}: {', '.join(runs)}" for build, runs in by_build.items()]
-    return "The runs did not all train on the same build of the dataset (content fingerprint):\n\n" + "\n".join(parts)
-
-
-def _mean_std(mean, std) -> str:
-    return "—" if mean is None else f"{mean:.1f} ± {std:.1f}"
 
 
 def noise_results(suite: dict, job: Job) -> dict:
@@ -316,33 +236,9 @@ def noise_table(suite: dict, jobs: list[Job]) -> str:
             for sigma in sigmas:
                 result = results[str(sigma)]
                 scores[sigma].append(result.get("score_mean", result["return_mean"]))
-        cells = [_mean_std(np.mean(v), np.std(v)) if v else "—" for v in scores.values()]
+        cells = [compare.format_mean_std(np.mean(v), np.std(v)) if v else "—" for v in scores.values()]
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
-
-
-def _plot(curves: dict, path: Path, title: str) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(7, 4.5))
-    FigureCanvasAgg(figure)
-    axis = figure.add_subplot(1, 1, 1)
-    for label, seeds in curves.items():
-        if not seeds:
-            continue
-        length = min(len(s) for s in seeds)
-        steps = np.array([step for step, _ in seeds[0][:length]])
-        scores = np.array([[score for _, score in s[:length]] for s in seeds])
-        mean, std = scores.mean(0), scores.std(0)
-        axis.plot(steps, mean, label=f"{label} ({len(seeds)} seeds)")
-        axis.fill_between(steps, mean - std, mean + std, alpha=0.2)
-    axis.set_xlabel("gradient steps (offline, then online environment steps)")
-    axis.set_ylabel("normalised score")
-    axis.set_title(title)
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
 
 
 def main() -> None:

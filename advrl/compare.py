@@ -1,0 +1,352 @@
+"""Compare runs: read run folders, group their seeds, tabulate and plot them.
+
+    advrl compare runs/td3bc runs/a2pr                 # group by recipe name (and dataset)
+    advrl compare plain=runs/td3bc tuned=runs/tuned --plot curves.png --json summary.json
+
+A run folder is one with ``recipe.yaml`` and ``metrics.jsonl``; its offline-to-online phase, if
+any, is its ``finetune/`` subfolder, whose evaluations continue the x axis after the offline
+ones. The benchmark harness reports its suites with the same functions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# The last evaluation alone swings widely on mixed datasets (TD3+BC on random-medium-expert
+# Hopper: 98 -> 17 within 20k steps), so the table also gives each seed's mean over its last
+# few evaluations: a steadier summary of where a run ended.
+LAST_EVALS = 3
+
+# recipe keys that do not change what is learned: runs that differ only in these are seeds
+# of one configuration
+OPERATIONAL_KEYS = ("seed", "train.device", "train.checkpoint_every", "train.log_every", "dataset.download")
+
+
+class CompareError(ValueError):
+    """A path that holds no run, or a label given twice; the message says which."""
+
+
+def read_records(path: Path, kind: str) -> list[dict]:
+    """The ``kind`` records of a metrics.jsonl; a line cut short by an interruption is skipped."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("kind") == kind:
+            rows.append(record)
+    return rows
+
+
+@dataclass
+class RunRecord:
+    """What a comparison needs of one run: its curve, its end, its speed, its data."""
+
+    path: Path
+    recipe: dict | None
+    curve: list[tuple[int, float]]  # (step, score); an online phase continues after the offline steps
+    has_scores: bool  # normalised scores (False: returns, an environment advrl has no references for)
+    finished: bool
+    online_phase: bool
+    offline_done: bool
+    offline_final: float | None  # last offline evaluation of a run with an online phase
+    online_start: int | None = None  # the x at which the online phase's curve begins
+    speeds: list[float] = field(default_factory=list)
+    preparation_seconds: float | None = None
+    dataset: dict | None = None  # the run's `kind: dataset` record (id, size, fingerprint)
+
+    @property
+    def name(self) -> str:
+        return str(self.recipe.get("name", self.path.name)) if self.recipe else self.path.name
+
+    @property
+    def dataset_id(self) -> str:
+        if self.dataset and self.dataset.get("id"):
+            return str(self.dataset["id"])
+        return str(self.recipe.get("dataset", {}).get("id", "?")) if self.recipe else "?"
+
+    @property
+    def seed(self):
+        return self.recipe.get("seed") if self.recipe else None
+
+    def last_mean(self, last: int = LAST_EVALS) -> float | None:
+        return float(np.mean([score for _, score in self.curve[-last:]])) if self.curve else None
+
+
+def _recipe(folder: Path) -> dict | None:
+    path = folder / "recipe.yaml"
+    if not path.is_file():
+        return None
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+
+
+def _reached_budget(folder: Path, recipe: dict | None, online: bool) -> bool:
+    """Whether the run's records reach the steps its recipe asked for (online steps for online
+    and fine-tuning runs); False when the folder has no recipe to say."""
+    if recipe is None:
+        return False
+    steps = recipe.get("online" if online else "train", {}).get("steps")
+    recorded = [r["step"] for kind in ("train", "eval") for r in read_records(folder / "metrics.jsonl", kind)]
+    return isinstance(steps, (int, float)) and bool(recorded) and max(recorded) >= steps
+
+
+def _score(record: dict, use_scores: bool) -> float:
+    return float(record["score_mean"] if use_scores else record["return_mean"])
+
+
+def read_run(path: str | Path, *, online_phase: bool | None = None, offline_done: bool | None = None,
+             finished: bool | None = None) -> RunRecord:
+    """One run's records. Whether it finished (each phase) is read from its steps against its
+    recipe's budget, or from the harness's DONE markers; a caller that knows better (the harness,
+    for runs it archived without recipes) passes it."""
+    path = Path(path)
+    metrics = path / "metrics.jsonl"
+    if not metrics.exists() and finished is None:
+        raise CompareError(f"{path} is not a run folder (no metrics.jsonl); pass a folder `advrl train` wrote, or one above such folders.")
+    recipe = _recipe(path)
+    online_dir = path / "finetune"
+    online_metrics = online_dir / "metrics.jsonl"
+    if online_phase is None:
+        online_phase = online_metrics.exists()
+    evals = read_records(metrics, "eval")
+    online_evals = read_records(online_metrics, "eval") if online_phase else []
+    has_scores = all("score_mean" in r for r in evals + online_evals)
+    if offline_done is None:
+        online_run = (path / "offline_run").exists() or str((recipe or {}).get("dataset", {}).get("id", "")).startswith("online:")
+        offline_done = (path / "OFFLINE_DONE").exists() or _reached_budget(path, recipe, online_run)
+    if finished is None:
+        if (path / "DONE").exists():
+            finished = True
+        elif online_phase:
+            finished = offline_done and _reached_budget(online_dir, _recipe(online_dir), online=True)
+        else:
+            finished = offline_done
+    curve = [(int(r["step"]), _score(r, has_scores)) for r in evals]
+    offline_final = curve[-1][1] if online_phase and offline_done and curve else None
+    online_start = None
+    if online_evals and curve:  # the online phase's x axis continues after the offline steps
+        online_start = curve[-1][0]
+        curve += [(online_start + int(r["step"]), _score(r, has_scores)) for r in online_evals]
+    preparation = read_records(metrics, "preparation")  # e.g. the IQL pre-training of SSAR's selector
+    dataset = read_records(metrics, "dataset")
+    return RunRecord(
+        path=path,
+        recipe=recipe,
+        curve=curve,
+        has_scores=has_scores,
+        finished=bool(finished),
+        online_phase=bool(online_phase),
+        offline_done=bool(offline_done),
+        offline_final=offline_final,
+        online_start=online_start,
+        speeds=[r["steps_per_s"] for r in read_records(metrics, "train") if "steps_per_s" in r],
+        preparation_seconds=sum(r.get("pretrain_seconds", r["seconds"]) for r in preparation) if preparation else None,
+        dataset=dataset[0] if dataset else None,
+    )
+
+
+def find_runs(path: str | Path) -> list[Path]:
+    """Run folders at or below ``path``, sorted; fine-tuning phases belong to their offline run."""
+    path = Path(path)
+    if not path.exists():
+        raise CompareError(f"{path} does not exist.")
+    candidates = [path] if (path / "metrics.jsonl").exists() else []
+    candidates += sorted(p.parent for p in path.rglob("metrics.jsonl") if p.parent != path)
+    runs = []
+    for folder in candidates:
+        is_phase = folder.name == "finetune" and (folder.parent / "metrics.jsonl").exists()
+        if (folder / "recipe.yaml").exists() and not (is_phase and folder != path):
+            runs.append(folder)
+    if not runs:
+        raise CompareError(f"no runs under {path} (a run folder holds recipe.yaml and metrics.jsonl).")
+    return runs
+
+
+def group_runs(arguments: list[str]) -> dict[str, list[RunRecord]]:
+    """``[LABEL=]PATH`` arguments -> runs by label. Unlabelled runs are grouped by recipe name,
+    and by dataset too when they span several."""
+    labelled: dict[str, list[RunRecord]] = {}
+    unlabelled: list[RunRecord] = []
+    for argument in arguments:
+        label, sep, where = argument.partition("=")
+        if not sep or Path(argument).exists():
+            label, where = "", argument
+        records = [read_run(folder) for folder in find_runs(where)]
+        if label:
+            labelled.setdefault(label, []).extend(records)
+        else:
+            unlabelled.extend(records)
+    several_datasets = len({r.dataset_id for r in unlabelled}) > 1
+    groups: dict[str, list[RunRecord]] = {}
+    for record in unlabelled:
+        label = f"{record.name} on {record.dataset_id}" if several_datasets else record.name
+        groups.setdefault(label, []).append(record)
+    for label, records in labelled.items():
+        if label in groups:
+            raise CompareError(f"label {label!r} names both labelled and recipe-grouped runs; choose another label.")
+        groups[label] = records
+    return groups
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    return (float(np.mean(values)), float(np.std(values))) if values else (None, None)
+
+
+@dataclass
+class Summary:
+    label: str
+    runs: list[RunRecord]
+    last: int = LAST_EVALS
+
+    @property
+    def finished(self) -> list[RunRecord]:
+        return [r for r in self.runs if r.finished and r.curve]
+
+    def as_dict(self) -> dict:
+        finals = [r.curve[-1][1] for r in self.finished]
+        settled = [r.last_mean(self.last) for r in self.finished]
+        offline = [r.offline_final for r in self.runs if r.offline_final is not None]
+        speeds = [s for r in self.runs for s in r.speeds]
+        prepared = [r.preparation_seconds for r in self.runs if r.preparation_seconds is not None]
+        final_mean, final_std = _mean_std(finals)
+        settled_mean, settled_std = _mean_std(settled)
+        offline_mean, offline_std = _mean_std(offline)
+        return {
+            "runs": len(self.runs),
+            "finished_seeds": len(finals),
+            "final_score_mean": final_mean,
+            "final_score_std": final_std,
+            f"last{self.last}_score_mean": settled_mean,
+            f"last{self.last}_score_std": settled_std,
+            "offline_seeds": len(offline),
+            "offline_score_mean": offline_mean,
+            "offline_score_std": offline_std,
+            "steps_per_s_median": float(np.median(speeds)) if speeds else None,
+            "preparation_seconds_mean": float(np.mean(prepared)) if prepared else None,
+        }
+
+
+def format_mean_std(mean, std) -> str:
+    return "—" if mean is None else f"{mean:.1f} ± {std:.1f}"
+
+
+def markdown_table(summaries: list[Summary], online: bool | None = None) -> str:
+    """One row per group: seeds finished, final score, mean of the last evaluations, the offline
+    phase's final score (when any run has an online phase, or ``online``), steps/s and
+    pre-training cost."""
+    last = summaries[0].last if summaries else LAST_EVALS
+    runs = [r for s in summaries for r in s.runs]
+    metric = "normalised score" if all(r.has_scores for r in runs) else "return"
+    online = any(r.online_phase for r in runs) if online is None else online
+    offline_head = "| offline phase: seeds, final score " if online else ""
+    lines = [
+        f"| run | seeds done | final {metric} | mean of the last {last} evaluations {offline_head}"
+        "| gradient steps/s (median) | pre-training s (mean) |",
+        "| --- | --- | --- | --- |" + (" --- |" if online else "") + " --- | --- |",
+    ]
+    for summary in summaries:
+        s = summary.as_dict()
+        done = str(s["finished_seeds"]) if s["finished_seeds"] == s["runs"] else f"{s['finished_seeds']} of {s['runs']}"
+        score = format_mean_std(s["final_score_mean"], s["final_score_std"])
+        score += " | " + format_mean_std(s[f"last{last}_score_mean"], s[f"last{last}_score_std"])
+        offline = f"| {s['offline_seeds']}: {format_mean_std(s['offline_score_mean'], s['offline_score_std'])} " if online else ""
+        speed = f"{s['steps_per_s_median']:.1f}" if s["steps_per_s_median"] else "—"
+        prep = f"{s['preparation_seconds_mean']:.0f}" if s["preparation_seconds_mean"] is not None else "—"
+        lines.append(f"| {summary.label} | {done} | {score} {offline}| {speed} | {prep} |")
+    return "\n".join(lines)
+
+
+def dataset_builds(named_runs: list[tuple[str, RunRecord]]) -> str:
+    """A warning when runs of one dataset id did not all train on one build of it (an id rebuilt
+    elsewhere, e.g. with ``--retrain``, can hold other data); '' when they did."""
+    builds: dict[str, dict[str, list[str]]] = {}  # dataset id -> build -> run names
+    for name, run in named_runs:
+        if run.dataset or run.finished:  # a finished run without the record predates it
+            data = run.dataset
+            build = f"{data['fingerprint']} ({data['n_episodes']} episodes)" if data else "not recorded"
+            builds.setdefault(run.dataset_id, {}).setdefault(build, []).append(name)
+    if all(len(by_build) <= 1 for by_build in builds.values()):
+        return ""
+    prefix = len(builds) > 1
+    parts = [f"- {f'{dataset_id} ' if prefix else ''}{build}: {', '.join(names)}"
+             for dataset_id, by_build in builds.items() if len(by_build) > 1 for build, names in by_build.items()]
+    return "The runs did not all train on the same build of the dataset (content fingerprint):\n\n" + "\n".join(parts)
+
+
+def _flatten(tree, prefix: str = "") -> dict[str, object]:
+    if isinstance(tree, dict):
+        flat = {}
+        for key, value in tree.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: tree}
+
+
+def recipe_differences(runs: list[RunRecord]) -> list[str]:
+    """Recipe keys (other than the seed and run management) whose values differ across the
+    runs of one group: a group that mixes configurations averages things that are not seeds."""
+    flats = [_flatten(r.recipe) for r in runs if r.recipe is not None]
+    if len(flats) < 2:
+        return []
+    keys = sorted(set().union(*flats))
+    ignored = tuple(OPERATIONAL_KEYS)
+    return [k for k in keys if not k.startswith(ignored) and len({repr(f.get(k)) for f in flats}) > 1]
+
+
+def plot_curves(summaries: list[Summary], path: str | Path, title: str) -> None:
+    """Mean +- std over each group's seeds, on the evaluation steps all its seeds reached."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(figure)
+    axis = figure.add_subplot(1, 1, 1)
+    runs = [r for s in summaries for r in s.runs]
+    for summary in summaries:
+        curves = [r.curve for r in summary.runs if r.curve]
+        if not curves:
+            continue
+        length = min(len(c) for c in curves)
+        steps = np.array([step for step, _ in curves[0][:length]])
+        scores = np.array([[score for _, score in c[:length]] for c in curves])
+        mean, std = scores.mean(0), scores.std(0)
+        axis.plot(steps, mean, label=f"{summary.label} ({len(curves)} seeds)")
+        axis.fill_between(steps, mean - std, mean + std, alpha=0.2)
+    online = any(r.online_phase for r in runs)
+    for start in sorted({r.online_start for r in runs if r.online_start is not None}):
+        axis.axvline(start, color="grey", linestyle="--", linewidth=0.8)
+    axis.set_xlabel("gradient steps (offline; online environment steps after the dashed line)" if online
+                    else "gradient steps")
+    axis.set_ylabel("normalised score" if all(r.has_scores for r in runs) else "return")
+    axis.set_title(title)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def compare(arguments: list[str], last: int = LAST_EVALS) -> tuple[list[Summary], str]:
+    """Summaries of the grouped runs and the report text: the table, then any warnings."""
+    groups = group_runs(arguments)
+    summaries = [Summary(label, runs, last) for label, runs in groups.items()]
+    text = markdown_table(summaries)
+    datasets = sorted({r.dataset_id for runs in groups.values() for r in runs})
+    notes = [f"dataset: {datasets[0]}"] if len(datasets) == 1 else []
+    for label, runs in groups.items():
+        differing = recipe_differences(runs)
+        if differing:
+            shown = ", ".join(differing[:6]) + (f" and {len(differing) - 6} more" if len(differing) > 6 else "")
+            notes.append(f"warning: the runs of {label!r} differ in {shown}: they are not seeds of one "
+                         f"configuration; give each its own label (LABEL=PATH).")
+    builds = dataset_builds([(str(r.path), r) for runs in groups.values() for r in runs])
+    if builds:
+        notes.append(builds)
+    return summaries, "\n\n".join([text, *notes])
