@@ -17,8 +17,9 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from advrl.learner.checkpoint import CheckpointError
     from advrl.learner.update import NonFiniteLossError
     from advrl.recipe import RecipeError
+    from advrl.sweep import SweepError
 
-    return (RecipeError, registry.RegistryError, DatasetError, CompareError, CheckpointError, NonFiniteLossError, FileNotFoundError)
+    return (RecipeError, registry.RegistryError, DatasetError, CompareError, SweepError, CheckpointError, NonFiniteLossError, FileNotFoundError)
 
 
 def print_result(result) -> int:
@@ -91,6 +92,22 @@ def cmd_compare(args) -> int:
             json.dump({s.label: {**s.as_dict(), "run_dirs": [str(r.path) for r in s.runs]} for s in summaries}, handle, indent=2)
         print(f"summary written to {args.json}")
     return 0
+
+
+def cmd_sweep(args) -> int:
+    from advrl import compare, sweep
+
+    try:
+        failed = sweep.sweep(args.recipe, args.overrides, args.out, args.workers)
+    except KeyboardInterrupt:
+        return 130
+    if failed:
+        print(f"{len(failed)} run(s) failed: {', '.join(str(job.log) for job in failed)}", file=sys.stderr)
+    try:
+        print("\n" + compare.compare([args.out])[1])
+    except compare.CompareError:  # no run got as far as writing records
+        pass
+    return 1 if failed else 0
 
 
 def cmd_components(args) -> int:
@@ -304,6 +321,16 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--json", metavar="FILE", help="write the summaries as JSON here")
     cmp.add_argument("--title", default="advrl compare", help="the plot's title")
     cmp.set_defaults(func=cmd_compare)
+
+    sweeping = sub.add_parser("sweep", help="train a grid of overrides (key=a,b) and seeds, one process per core, resumable",
+                              description="Train every point of the grid the overrides span (key=a,b sweeps a key; "
+                                          "the product of the swept keys), each run in its own process under OUT, "
+                                          "at most --workers at a time. Run the same command again to resume.")
+    sweeping.add_argument("recipe", help="recipe YAML file")
+    sweeping.add_argument("overrides", nargs="*", help="key=value, or key=a,b,c to sweep (e.g. seed=0,1,2)")
+    sweeping.add_argument("--out", required=True, help="folder of the sweep's runs (one sub-folder per grid point)")
+    sweeping.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="runs at a time (default: one per core)")
+    sweeping.set_defaults(func=cmd_sweep)
 
     comps = sub.add_parser("components", help="list registered components, or describe one")
     comps.add_argument("kind", nargs="?")

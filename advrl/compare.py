@@ -186,14 +186,31 @@ def group_runs(arguments: list[str]) -> dict[str, list[RunRecord]]:
         else:
             unlabelled.extend(records)
     several_datasets = len({r.dataset_id for r in unlabelled}) > 1
-    groups: dict[str, list[RunRecord]] = {}
+    by_recipe: dict[str, list[RunRecord]] = {}
     for record in unlabelled:
         label = f"{record.name} on {record.dataset_id}" if several_datasets else record.name
-        groups.setdefault(label, []).append(record)
+        by_recipe.setdefault(label, []).append(record)
+    groups: dict[str, list[RunRecord]] = {}
+    for label, records in by_recipe.items():
+        groups.update(_split_by_configuration(label, records))
     for label, records in labelled.items():
         if label in groups:
             raise CompareError(f"label {label!r} names both labelled and recipe-grouped runs; choose another label.")
         groups[label] = records
+    return groups
+
+
+def _split_by_configuration(label: str, runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
+    """Runs of one recipe that differ in more than the seed (a sweep, an ablation by override)
+    are separate groups, labelled by the differing keys as overrides: ``td3bc (alpha=5)``."""
+    differing = recipe_differences(runs)
+    if not differing:
+        return {label: runs}
+    groups: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        flat = _flatten(run.recipe) if run.recipe is not None else {}
+        values = ", ".join(f"{key}={flat.get(key)}" for key in differing)
+        groups.setdefault(f"{label} ({values})", []).append(run)
     return groups
 
 

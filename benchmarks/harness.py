@@ -26,8 +26,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -37,6 +35,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from advrl import compare
+from advrl.sweep import run_jobs
 
 REPO = Path(__file__).resolve().parent.parent
 # what a finished run leaves in benchmarks/results: small text files, never checkpoints
@@ -53,6 +52,14 @@ class Job:
     run_dir: Path
     record_dir: Path  # where the finished run's records are kept (committed)
     finetune: list[str] | None = None  # overrides of an offline-to-online phase after training
+
+    @property
+    def name(self) -> str:
+        return f"{self.label} seed {self.seed}"
+
+    @property
+    def log(self) -> Path:
+        return self.run_dir.parent / f"{self.run_dir.name}.log"
 
     def archived(self) -> bool:
         return (self.record_dir / "DONE").exists()
@@ -137,41 +144,15 @@ def run(suite_path: Path, workers: int, only: list[str] | None = None) -> None:
             conclude(suite, job)
     pending = [job for job in jobs if not job.finished()]
     print(f"{len(jobs) - len(pending)} of {len(jobs)} runs finished; {len(pending)} to go, {workers} at a time")
-    running: list[tuple[Job, subprocess.Popen]] = []
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill HARNESS_PID` stops its runs too, as Ctrl-C does
+
+    def archive(job: Job) -> None:
+        conclude(suite, job)
+        print(f"records of {job.name} in {job.record_dir}", flush=True)
+
     try:
-        while pending or running:
-            while pending and len(running) < workers:
-                job = pending.pop(0)
-                job.run_dir.parent.mkdir(parents=True, exist_ok=True)
-                log = open(job.run_dir.parent / f"{job.run_dir.name}.log", "a")
-                print(f"start {job.label} seed {job.seed}: {' '.join(job.command()[3:])}", flush=True)
-                running.append((job, subprocess.Popen(job.command(), env=env, stdout=log, stderr=subprocess.STDOUT)))
-            time.sleep(5)
-            for job, proc in list(running):
-                if proc.poll() is None:
-                    continue
-                running.remove((job, proc))
-                if proc.returncode == 0:
-                    if job.mark_phase_done():
-                        conclude(suite, job)
-                        print(f"done  {job.label} seed {job.seed}: records in {job.record_dir}", flush=True)
-                    else:
-                        print(f"offline phase done {job.label} seed {job.seed}; fine-tuning next", flush=True)
-                        pending.insert(0, job)
-                else:
-                    print(f"FAILED {job.label} seed {job.seed} (exit {proc.returncode}); see its .log", flush=True)
+        run_jobs(pending, workers, on_done=archive, poll=5.0)
     except KeyboardInterrupt:
-        for _, proc in running:
-            proc.terminate()
-        for _, proc in running:
-            proc.wait()
-        print("stopped; run again to resume", flush=True)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+        pass
 
 
 def conclude(suite: dict, job: Job) -> None:

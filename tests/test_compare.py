@@ -76,10 +76,17 @@ def test_labels_datasets_and_mixed_configurations(tmp_path):
     make_run(tmp_path / "a" / "s1", "td3bc", 1, [3, 4], extra={"components": {"constraint": {"alpha": 5.0}}})
     make_run(tmp_path / "b" / "s0", "td3bc", 0, [5, 6], dataset="advrl/hopper/expert-v0", fingerprint="b" * 16)
     groups = compare.group_runs([str(tmp_path / "a"), str(tmp_path / "b")])
-    assert list(groups) == ["td3bc on advrl/hopper/medium-v0", "td3bc on advrl/hopper/expert-v0"]
-    _, text = compare.compare([str(tmp_path / "a")])
-    assert "warning: the runs of 'td3bc' differ in components.constraint.alpha:" in text  # not in seed
-    assert "same build" not in text  # different datasets differ in content by design
+    assert list(groups) == ["td3bc on advrl/hopper/medium-v0 (components.constraint.alpha=None)",
+                            "td3bc on advrl/hopper/medium-v0 (components.constraint.alpha=5.0)", "td3bc on advrl/hopper/expert-v0"]
+    make_run(tmp_path / "a" / "s2", "td3bc", 2, [5, 6], extra={"components": {"constraint": {"alpha": 5.0}}})
+    # runs of one recipe that differ in more than the seed are separate groups, named by the override
+    summaries, text = compare.compare([str(tmp_path / "a")])
+    assert {s.label: len(s.runs) for s in summaries} == {
+        "td3bc (components.constraint.alpha=None)": 1, "td3bc (components.constraint.alpha=5.0)": 2}
+    assert "warning" not in text and "same build" not in text
+    # a label groups what the user says belongs together, with a warning when it is not seeds
+    _, text = compare.compare([f"mine={tmp_path / 'a'}"])
+    assert "warning: the runs of 'mine' differ in components.constraint.alpha:" in text
     groups = compare.group_runs([f"plain={tmp_path / 'a' / 's0'}", f"alpha5={tmp_path / 'a' / 's1'}"])
     assert {label: len(runs) for label, runs in groups.items()} == {"plain": 1, "alpha5": 1}
 

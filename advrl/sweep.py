@@ -1,0 +1,200 @@
+"""A grid of runs of one recipe, one process per core, resumable: ``advrl sweep``.
+
+    advrl sweep recipes/td3bc.yaml components.constraint.alpha=1,2.5,5 seed=0,1,2 --out runs/alpha
+
+An override whose value lists several values at the top level (``key=a,b``; commas inside
+brackets or quotes do not count) is swept; the grid is the product of the swept keys, and every
+other override applies to each run. Each run gets a folder under ``--out`` named by its swept
+values and trains in its own ``advrl train`` process, at most ``--workers`` at a time. The sweep
+can be stopped at any point (Ctrl-C, SIGTERM, end of a session) and started again with the same
+command: finished runs are skipped, interrupted ones resume from their checkpoints.
+``advrl compare OUT`` then tables the grid, seeds grouped, one row per configuration.
+
+The process scheduler (:func:`run_jobs`) is shared with ``benchmarks/harness.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from omegaconf import OmegaConf
+
+MANIFEST = "sweep.yaml"
+CLI = [sys.executable, "-m", "advrl.cli"]
+
+
+class SweepError(ValueError):
+    """An override that cannot be swept, or a folder that holds another sweep; the message says which."""
+
+
+def split_values(value: str) -> list[str]:
+    """``a,b`` -> ``[a, b]``; commas inside ``[]``, ``{}``, ``()`` or quotes belong to one value."""
+    values, current, depth, quote = [], "", 0, ""
+    for char in value:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[{(":
+            depth += 1
+        elif char in "]})":
+            depth -= 1
+        elif char == "," and depth == 0:
+            values.append(current)
+            current = ""
+            continue
+        current += char
+    return values + [current]
+
+
+def expand_grid(overrides: list[str]) -> list[list[str]]:
+    """The override lists of every grid point: fixed overrides, then the swept ones in the order
+    given; points ordered seed-major when the seed is swept."""
+    fixed, swept = [], []
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep or not key:
+            raise SweepError(f"override {override!r} is not key=value (sweep several values with key=a,b).")
+        values = split_values(value)
+        if len(values) == 1:
+            fixed.append(override)
+        elif any(v == "" for v in values):
+            raise SweepError(f"override {override!r} has an empty value in its list; write key=a,b with no empty entry.")
+        elif key in (k for k, _ in swept):
+            raise SweepError(f"{key} is swept twice; give its values in one override ({key}=a,b,c).")
+        else:
+            swept.append((key, values))
+    points = [fixed + list(point) for point in itertools.product(*[[f"{key}={v}" for v in values] for key, values in swept])]
+    seeds = dict(swept).get("seed")
+    if seeds:  # seed-major: a sweep stopped part-way holds every configuration's first seeds
+        points.sort(key=lambda point: seeds.index(next(o for o in point if o.startswith("seed=")).partition("=")[2]))
+    return points
+
+
+def folder_name(point: list[str], swept_keys: list[str]) -> str:
+    """``alpha=2.5,seed=1`` from the swept overrides of a point (``run`` for a grid of one)."""
+    parts = [o for o in point if o.partition("=")[0] in swept_keys]
+    name = ",".join(parts) or "run"
+    return name.replace(os.sep, "_").replace(" ", "")
+
+
+@dataclass
+class SweepRun:
+    """One grid point: its overrides, its run folder and log."""
+
+    recipe: Path
+    overrides: list[str]
+    run_dir: Path
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def log(self) -> Path:
+        return self.run_dir.parent / f"{self.run_dir.name}.log"
+
+    def finished(self) -> bool:
+        return (self.run_dir / "DONE").exists()
+
+    def command(self) -> list[str]:
+        if (self.run_dir / "checkpoints" / "last.pt").exists():
+            return CLI + ["train", "--resume", str(self.run_dir), "--no-progress"]
+        return CLI + ["train", str(self.recipe), *self.overrides, "--run-dir", str(self.run_dir), "--no-progress"]
+
+    def mark_phase_done(self) -> bool:
+        (self.run_dir / "DONE").write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
+        return True
+
+
+def plan(recipe: str | Path, overrides: list[str], out: str | Path) -> list[SweepRun]:
+    """The sweep's runs, each recipe validated first (a typo fails before anything starts);
+    ``out`` keeps a manifest so that the same folder is never reused for other settings."""
+    from advrl.recipe import load_recipe
+
+    recipe, out = Path(recipe).resolve(), Path(out)
+    points = expand_grid(list(overrides))
+    swept_keys = [o.partition("=")[0] for o in overrides if len(split_values(o.partition("=")[2])) > 1]
+    for point in points:
+        load_recipe(recipe, point)
+    manifest = {"recipe": str(recipe), "overrides": list(overrides)}
+    saved = out / MANIFEST
+    if saved.exists() and OmegaConf.to_container(OmegaConf.load(saved)) != manifest:
+        raise SweepError(f"{out} holds a sweep of other settings ({saved}); choose another --out, or delete it to start over.")
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.create(manifest), saved)
+    return [SweepRun(recipe, point, out / folder_name(point, swept_keys)) for point in points]
+
+
+class Job(Protocol):
+    name: str
+    log: Path
+
+    def command(self) -> list[str]: ...
+
+    def mark_phase_done(self) -> bool: ...
+
+
+def run_jobs(jobs: list[Job], workers: int, on_done: Callable[[Job], None] | None = None, poll: float = 1.0) -> list[Job]:
+    """Run each job's next process, at most ``workers`` at a time (one thread each), until every
+    job is done or has failed; a job with several phases (``mark_phase_done`` False) is started
+    again for the next. Ctrl-C or SIGTERM stops the running processes (they resume from their
+    checkpoints next time) and raises KeyboardInterrupt. Returns the failed jobs."""
+    pending, running, failed = list(jobs), [], []
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops the runs too, as Ctrl-C does
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                job = pending.pop(0)
+                job.log.parent.mkdir(parents=True, exist_ok=True)
+                command = job.command()
+                print(f"start {job.name}: {' '.join(command[3:])}", flush=True)
+                with open(job.log, "a") as log:
+                    running.append((job, subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)))
+            time.sleep(poll)
+            for job, proc in list(running):
+                if proc.poll() is None:
+                    continue
+                running.remove((job, proc))
+                if proc.returncode != 0:
+                    print(f"FAILED {job.name} (exit {proc.returncode}); see {job.log}", flush=True)
+                    failed.append(job)
+                elif job.mark_phase_done():
+                    if on_done is not None:
+                        on_done(job)
+                    print(f"done  {job.name}", flush=True)
+                else:
+                    print(f"phase done {job.name}; its next phase follows", flush=True)
+                    pending.insert(0, job)
+    except KeyboardInterrupt:
+        for _, proc in running:
+            proc.terminate()
+        for _, proc in running:
+            proc.wait()
+        print("stopped; run again to resume", flush=True)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return failed
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def sweep(recipe: str | Path, overrides: list[str], out: str | Path, workers: int) -> list[SweepRun]:
+    """Train every unfinished run of the grid; returns the failed runs."""
+    runs = plan(recipe, overrides, out)
+    pending = [run for run in runs if not run.finished()]
+    print(f"{len(runs) - len(pending)} of {len(runs)} runs finished; {len(pending)} to go, {workers} at a time", flush=True)
+    return run_jobs(pending, workers)
