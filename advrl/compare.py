@@ -23,7 +23,7 @@ LAST_EVALS = 3
 
 # recipe keys that do not change what is learned: runs that differ only in these are seeds
 # of one configuration
-OPERATIONAL_KEYS = ("seed", "train.device", "train.checkpoint_every", "train.log_every", "dataset.download")
+OPERATIONAL_KEYS = ("seed", "train.device", "train.checkpoint_every", "train.log_every", "dataset.download", "log.")
 
 
 class CompareError(ValueError):

@@ -65,6 +65,17 @@ class EvalConfig:
 
 
 @dataclass
+class LogConfig:
+    """Where metrics go besides the run's own metrics.jsonl and CSVs (always written)."""
+
+    tensorboard: bool = True  # events under RUN_DIR/tb
+    wandb: bool = False  # also log to Weights & Biases (pip install wandb; WANDB_MODE=offline without network)
+    wandb_project: str = "advrl"
+    wandb_entity: str | None = None  # null: your default entity
+    wandb_group: str | None = None  # e.g. one group per sweep; null: the recipe name
+
+
+@dataclass
 class OnlineConfig:
     """Online training (``advrl online``) and offline-to-online fine-tuning (``advrl finetune``)."""
 
@@ -116,6 +127,7 @@ class RecipeSchema:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     online: OnlineConfig = field(default_factory=OnlineConfig)
     components: dict[str, Any] = field(default_factory=dict)
     updates: dict[str, UpdateConfig] = field(default_factory=dict)

@@ -1,4 +1,5 @@
-"""Run metrics: JSON lines (every record), CSV per record kind, and TensorBoard events."""
+"""Run metrics: JSON lines (every record), CSV per record kind, and the recipe's ``log:``
+backends (TensorBoard events, Weights & Biases)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,87 @@ import csv
 import json
 from pathlib import Path
 
+WANDB_ID_FILE = "wandb_id"  # the W&B run a resumed run continues
+
+
+class TensorBoardSink:
+    """Scalars under ``tb/``; a resumed run purges the events after its checkpoint's step."""
+
+    def __init__(self, run_dir: Path, resume_step: int | None):
+        from torch.utils.tensorboard import SummaryWriter
+
+        purge = resume_step + 1 if resume_step is not None else None
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=purge)
+
+    def log(self, kind: str, step: int, values: dict) -> None:
+        for key, value in values.items():
+            if isinstance(value, (int, float)):
+                self.writer.add_scalar(f"{kind}/{key}", value, step)
+
+    def close(self) -> None:
+        self.writer.flush()
+        self.writer.close()
+
+
+def wandb_module():
+    """The wandb package, or a RecipeError saying how to get it (checked before a run starts)."""
+    try:
+        import wandb
+    except ImportError as error:
+        from advrl.recipe import RecipeError
+
+        raise RecipeError("log.wandb is true but wandb is not installed: `pip install wandb`, or set log.wandb=false.") from error
+    return wandb
+
+
+class WandbSink:
+    """Scalars to a Weights & Biases run (``WANDB_MODE=offline`` writes it locally, to sync later).
+    Plotted against the logged ``step``, so records repeated after a resume overlay the first ones
+    instead of being dropped for a non-increasing W&B step; a resumed run continues its W&B run."""
+
+    def __init__(self, run_dir: Path, resume_step: int | None, config: dict, project: str, entity: str | None,
+                 group: str | None, name: str):
+        wandb = wandb_module()
+        id_file = run_dir / WANDB_ID_FILE
+        run_id = id_file.read_text().strip() if resume_step is not None and id_file.exists() else None
+        self.run = wandb.init(project=project, entity=entity, group=group, name=name, config=config, dir=str(run_dir),
+                              id=run_id, resume="allow" if run_id else None)
+        id_file.write_text(str(self.run.id))
+        self.run.define_metric("step")
+        self.run.define_metric("*", step_metric="step")
+
+    def log(self, kind: str, step: int, values: dict) -> None:
+        scalars = {f"{kind}/{key}": value for key, value in values.items() if isinstance(value, (int, float))}
+        if scalars:
+            self.run.log({"step": step, **scalars})
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+def make_sinks(run_dir: Path, recipe, resume_step: int | None) -> list:
+    """The backends the recipe's ``log:`` section asks for."""
+    from omegaconf import OmegaConf
+
+    log = recipe.log
+    sinks = [TensorBoardSink(run_dir, resume_step)] if log.tensorboard else []
+    if log.wandb:
+        config = OmegaConf.to_container(recipe, resolve=True)
+        name = f"{recipe.name}-seed{recipe.seed}-{run_dir.name}"
+        sinks.append(WandbSink(run_dir, resume_step, config, log.wandb_project, log.wandb_entity,
+                               log.wandb_group or str(recipe.name), name))
+    return sinks
+
 
 class MetricsLogger:
     """Writes ``metrics.jsonl``, one CSV per record kind (``train``, ``eval``, and ``episode`` for
-    online runs) and ``tb/`` in a run directory.
+    online runs) in a run directory, and hands every record to the ``sinks`` (``make_sinks``).
 
     On resume, records after the checkpoint's step are dropped (they will be produced
     again), so the files read as one uninterrupted run.
     """
 
-    def __init__(self, run_dir: Path, resume_step: int | None = None, tensorboard: bool = True):
+    def __init__(self, run_dir: Path, resume_step: int | None = None, sinks: list | None = None):
         self.run_dir = run_dir
         self.jsonl = run_dir / "metrics.jsonl"
         self.rows: dict[str, list[dict]] = {"train": [], "eval": [], "episode": []}
@@ -38,12 +110,7 @@ class MetricsLogger:
             self.jsonl.unlink()
         for kind in self.rows:
             self._rewrite_csv(kind)
-        self.writer = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            purge = resume_step + 1 if resume_step is not None else None
-            self.writer = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=purge)
+        self.sinks = list(sinks or [])
 
     def _csv_path(self, kind: str) -> Path:
         return self.run_dir / f"{kind}.csv"
@@ -71,12 +138,9 @@ class MetricsLogger:
             with open(self._csv_path(kind), "a", newline="") as handle:
                 writer = csv.DictWriter(handle, fieldnames=self.columns[kind], restval="", extrasaction="ignore")
                 writer.writerow(record)
-        if self.writer is not None:
-            for key, value in values.items():
-                if isinstance(value, (int, float)):
-                    self.writer.add_scalar(f"{kind}/{key}", value, step)
+        for sink in self.sinks:
+            sink.log(kind, step, values)
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.flush()
-            self.writer.close()
+        for sink in self.sinks:
+            sink.close()

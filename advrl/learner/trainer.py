@@ -26,7 +26,7 @@ from advrl.learner.checkpoint import (
     rng_state,
     run_lock,
 )
-from advrl.learner.metrics import MetricsLogger
+from advrl.learner.metrics import MetricsLogger, make_sinks, wandb_module
 from advrl.recipe import RecipeError, apply_overrides, load_recipe, validate
 
 CHECKPOINT = "checkpoints/last.pt"
@@ -77,6 +77,8 @@ class Trainer:
         self.recipe = recipe
         self.run_dir = Path(run_dir)
         self.progress = progress
+        if recipe.log.wandb:
+            wandb_module()  # a missing backend fails now, not after the data and pre-training
         seed_everything(recipe.seed)
         self.device = resolve_device(recipe.train.device)
         self.data = self._make_data()
@@ -105,7 +107,8 @@ class Trainer:
         elif checkpoint_path.exists():
             raise RecipeError(f"Run directory {self.run_dir} already holds a run; resume it with --resume or pick another --run-dir.")
         (self.run_dir / RECIPE_FILE).write_text(OmegaConf.to_yaml(recipe, resolve=True))
-        self.logger = MetricsLogger(self.run_dir, resume_step=self.step if resume else None)
+        resume_step = self.step if resume else None
+        self.logger = MetricsLogger(self.run_dir, resume_step, make_sinks(self.run_dir, recipe, resume_step))
         if not resume:  # a resumed run keeps the first record (its preparation then is a cache hit)
             self._log_dataset()
             for slot, facts in preparation.items():
