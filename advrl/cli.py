@@ -16,10 +16,11 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from advrl.data.dataset import DatasetError
     from advrl.learner.checkpoint import CheckpointError
     from advrl.learner.update import NonFiniteLossError
+    from advrl.probe import ProbeError
     from advrl.recipe import RecipeError
     from advrl.sweep import SweepError
 
-    return (RecipeError, registry.RegistryError, DatasetError, CompareError, SweepError, CheckpointError, NonFiniteLossError, FileNotFoundError)
+    return (RecipeError, registry.RegistryError, DatasetError, CompareError, SweepError, ProbeError, CheckpointError, NonFiniteLossError, FileNotFoundError)
 
 
 def print_result(result) -> int:
@@ -108,6 +109,30 @@ def cmd_sweep(args) -> int:
     except compare.CompareError:  # no run got as far as writing records
         pass
     return 1 if failed else 0
+
+
+def cmd_probe(args) -> int:
+    from omegaconf import OmegaConf
+
+    import advrl
+    from advrl import probe
+    from advrl.data.dataset import load_offline_data
+
+    loaded, report = {}, {}
+    for run_dir in args.runs:
+        run = advrl.load_run(run_dir, device=args.device)
+        key = OmegaConf.to_yaml(OmegaConf.create({"d": run.recipe.dataset, "t": run.recipe.data}))
+        if key not in loaded:  # runs of one recipe on one dataset share its loaded transitions
+            loaded = {key: load_offline_data(run.recipe.dataset, run.recipe.data, run.device)}
+        rows = probe.probe(run, loaded[key], samples=args.samples, critic=args.critic, value=args.value or None)
+        print(f"{run_dir} (step {run.step}, {run.recipe.name} on {run.recipe.dataset.id})\n")
+        print(probe.format_table(rows) + "\n")
+        report[str(run_dir)] = rows
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(report, handle, indent=2)
+        print(f"written to {args.json}")
+    return 0
 
 
 def cmd_components(args) -> int:
@@ -331,6 +356,19 @@ def build_parser() -> argparse.ArgumentParser:
     sweeping.add_argument("--out", required=True, help="folder of the sweep's runs (one sub-folder per grid point)")
     sweeping.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="runs at a time (default: one per core)")
     sweeping.set_defaults(func=cmd_sweep)
+
+    probing = sub.add_parser("probe", help="does the run's critic rank its dataset's sources? Q, V, advantage per source",
+                             description="For each source of the run's dataset (behaviour policies of an advrl "
+                                         "build or mix; otherwise terciles of episode return): Q of the data and "
+                                         "of the policy, V, A = Q - V, P(A > 0), tanh(A) and the policy's distance "
+                                         "to the data actions, on a fixed sample of transitions.")
+    probing.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    probing.add_argument("--samples", type=int, default=20000, help="transitions drawn per source (default 20000)")
+    probing.add_argument("--critic", default="critic", help="component giving Q (default: critic)")
+    probing.add_argument("--value", default="value", help="component giving V; '' for none (default: value, if the run has one)")
+    probing.add_argument("--json", metavar="FILE", help="write the rows as JSON here")
+    probing.add_argument("--device", default="cpu")
+    probing.set_defaults(func=cmd_probe)
 
     comps = sub.add_parser("components", help="list registered components, or describe one")
     comps.add_argument("kind", nargs="?")
