@@ -93,6 +93,20 @@ def test_resume_after_a_crash_ends_with_the_same_parameters(minari_root, tiny_ov
     assert steps == straight  # no duplicated or missing rows after the resume
 
 
+def test_resume_refuses_a_rebuilt_dataset(minari_root, tiny_overrides, tmp_path):
+    """A run resumed where its dataset id holds another build (other content fingerprint)
+    stops before training rather than continue on different data."""
+    run_dir = tmp_path / "run"
+    advrl.train(RECIPES / "td3bc.yaml", tiny_overrides + ["eval.episodes=0"], run_dir=run_dir, progress=False)
+    metrics = run_dir / "metrics.jsonl"
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    built_here = rows[0]["fingerprint"]
+    rows[0]["fingerprint"] = "0123456789abcdef"  # as if the run had started on another machine's build
+    metrics.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(advrl.RecipeError, match=f"fingerprint 0123456789abcdef.*fingerprint {built_here}"):
+        advrl.resume(run_dir, progress=False)
+
+
 def test_resume_after_sigkill(minari_root, tmp_path):
     """A run killed with SIGKILL (possibly mid-checkpoint) resumes and ends like an uninterrupted one."""
     overrides = [

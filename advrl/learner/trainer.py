@@ -31,6 +31,7 @@ from advrl.recipe import RecipeError, apply_overrides, load_recipe, validate
 
 CHECKPOINT = "checkpoints/last.pt"
 RECIPE_FILE = "recipe.yaml"
+METRICS_FILE = "metrics.jsonl"  # written by MetricsLogger
 
 
 @dataclass
@@ -82,6 +83,8 @@ class Trainer:
         seed_everything(recipe.seed)
         self.device = resolve_device(recipe.train.device)
         self.data = self._make_data()
+        if resume:
+            self._check_same_dataset_build()
         for key, value in self.data.info.facts().items():
             recipe.dataset[key] = value
         OmegaConf.resolve(recipe)
@@ -113,6 +116,22 @@ class Trainer:
             self._log_dataset()
             for slot, facts in preparation.items():
                 self.logger.log("preparation", 0, {"slot": slot, **facts})
+
+    def _check_same_dataset_build(self) -> None:
+        """A resumed run must continue on the data it started on: a dataset id rebuilt on another
+        machine can hold other episodes (MuJoCo roll-outs are chaotic), and half a run on each
+        would be neither."""
+        from advrl.compare import read_records
+
+        started_on = read_records(self.run_dir / METRICS_FILE, "dataset")
+        recorded, current = (started_on[0].get("fingerprint") if started_on else None), self.data.info.fingerprint
+        if recorded is not None and current is not None and recorded != current:
+            raise RecipeError(
+                f"{self.run_dir} started on the build of {self.data.info.id} with content fingerprint {recorded}, "
+                f"but the dataset here has fingerprint {current} (rebuilt, or built on another machine). "
+                "Resuming would train on two different datasets: start the run again in a new --run-dir, "
+                "or resume it where its own build is."
+            )
 
     def _log_dataset(self) -> None:
         """Which build of the dataset the run trained on: an id can be rebuilt with new content."""
