@@ -65,34 +65,56 @@ def policy_rows() -> list[str]:
     return rows
 
 
-def dataset_rows() -> list[str]:
+DATASET_HEADER = [
+    "| dataset | transitions | episodes | return min / median / mean / max | normalised mean | seed | build s | content fingerprint |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+]
+
+
+def rows_on_page(page_text: str) -> dict[str, str]:
+    """The dataset rows of an earlier page, by id: builds of another machine that are not here."""
+    if "## Datasets" not in page_text:
+        return {}
+    table = page_text.split("## Datasets", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if line.startswith("| advrl/") and len(cells) == len(DATASET_HEADER[0].strip("|").split("|")):
+            rows[cells[0]] = line
+    return rows
+
+
+def dataset_rows(earlier: dict[str, str]) -> list[str]:
+    """A row for every advrl dataset in the store, and the earlier page's rows of the others.
+
+    The store is per machine and each session may get a new one; dropping a row because its
+    dataset is not built here would erase a measurement, so the earlier rows are kept.
+    """
     import minari
 
     from advrl.data.collect import read_record
     from advrl.data.dataset import content_fingerprint, open_minari, read_episodes
 
-    rows = [
-        "| dataset | transitions | episodes | return min / median / mean / max | normalised mean | seed | build s | content fingerprint |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for dataset_id in sorted(minari.list_local_datasets()):
+    rows = dict(earlier)
+    for dataset_id in minari.list_local_datasets():
         record = read_record(dataset_id)
         if not record or not dataset_id.startswith("advrl/"):
             continue
         r = record["returns"]
         env = dataset_id.split("/")[1]  # advrl/<env>/...: also mixtures made with `advrl data mix`
-        rows.append(
+        rows[dataset_id] = (
             f"| {dataset_id} | {record['size']} | {record['episodes']} "
             f"| {r['min']:.1f} / {r['median']:.1f} / {r['mean']:.1f} / {r['max']:.1f} "
             f"| {_score(r['mean'], env)} | {record.get('seed')} | {record.get('build_seconds', '—')} "
             f"| `{content_fingerprint(read_episodes(open_minari(dataset_id)))}` |"
         )
-    return rows
+    return DATASET_HEADER + [rows[dataset_id] for dataset_id in sorted(rows)]
 
 
 def write_page(note: str | None) -> None:
     from advrl.data import policies
 
+    earlier = PAGE.read_text() if PAGE.exists() else ""
     lines = [
         "# Datasets built here",
         "",
@@ -109,7 +131,7 @@ def write_page(note: str | None) -> None:
         "",
         "## Datasets",
         "",
-        *dataset_rows(),
+        *dataset_rows(rows_on_page(earlier)),
         "",
         "Return statistics are over episodes: in a mixture the short random episodes far outnumber",
         "the others (a third of the transitions of random-medium-expert are random, in most of its episodes).",
@@ -139,8 +161,8 @@ def write_page(note: str | None) -> None:
         + (f" {note}" if note else ""),
         "",
     ]
-    if PAGE.exists() and NOTES in PAGE.read_text():  # hand-written notes survive a rewrite
-        lines += [NOTES + PAGE.read_text().split(NOTES, 1)[1].rstrip("\n"), ""]
+    if NOTES in earlier:  # hand-written notes survive a rewrite
+        lines += [NOTES + earlier.split(NOTES, 1)[1].rstrip("\n"), ""]
     PAGE.write_text("\n".join(lines))
     print(f"written: {PAGE}")
 

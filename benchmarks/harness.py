@@ -2,6 +2,7 @@
 
     python benchmarks/harness.py run benchmarks/suites/hopper_rme_advantage.yaml [--workers 2] [--only a2pr:0]
     python benchmarks/harness.py report benchmarks/suites/hopper_rme_advantage.yaml
+    python benchmarks/harness.py park benchmarks/suites/ssar_hopper_mr.yaml   # before a session ends
 
 A suite file lists runs (recipe, overrides, seeds, optionally `finetune:` overrides for an
 offline-to-online phase after the offline one) and a common budget. ``run`` starts each
@@ -18,6 +19,13 @@ metrics, resolved recipes, observation-noise evaluations) are copied to
 ``benchmarks/results/<suite>/<label>/seed<k>/`` (``$ADVRL_BENCH_RESULTS``), which is committed:
 a suite spread over several sessions, or machines, skips what any of them finished and
 reports over all of it. The report is written there too.
+
+A run longer than a session (CQL on this CPU) would never finish on machines that do not
+outlive one. ``park`` copies each unfinished run's last checkpoint, metrics and recipe, and
+the caches its preparation made (IQL trust labels), to ``<record_dir>/parked/`` (a few MB,
+committed); ``run`` on a machine without the run folder restores it from there and resumes.
+The resumed run refuses another build of the dataset (``Trainer._check_same_dataset_build``),
+so a parked run continues only where the dataset rebuilds to the same content.
 """
 
 from __future__ import annotations
@@ -41,6 +49,12 @@ REPO = Path(__file__).resolve().parent.parent
 # what a finished run leaves in benchmarks/results: small text files, never checkpoints
 ARCHIVED = ("metrics.jsonl", "recipe.yaml", "noise.json", "OFFLINE_DONE", "DONE",
             "finetune/metrics.jsonl", "finetune/recipe.yaml")
+# what an unfinished run needs to resume elsewhere; each checkpoint before its metrics, so the
+# metrics copied reach at least the checkpoint's step even while the run goes on (a resumed
+# run drops the records after its checkpoint)
+PARKED = ("checkpoints/last.pt", "metrics.jsonl", "recipe.yaml", "OFFLINE_DONE",
+          "finetune/checkpoints/last.pt", "finetune/metrics.jsonl", "finetune/recipe.yaml")
+CACHE = "cache"  # in a parked folder: the run's caches, by their path under the cache root
 
 
 @dataclass
@@ -67,22 +81,80 @@ class Job:
     def finished(self) -> bool:
         return self.archived() or (self.run_dir / "DONE").exists()
 
+    @property
+    def parked_dir(self) -> Path:
+        return self.record_dir / "parked"
+
     def records(self) -> Path:
-        """The folder to read this run's metrics from: its archive once it has one."""
-        return self.record_dir if self.archived() else self.run_dir
+        """The folder to read this run's metrics from: its archive once it has one, else the
+        run folder, else the state it was parked in."""
+        if self.archived():
+            return self.record_dir
+        if not (self.run_dir / "metrics.jsonl").exists() and (self.parked_dir / "metrics.jsonl").exists():
+            return self.parked_dir
+        return self.run_dir
+
+    def has_checkpoint(self) -> bool:
+        return any((self.run_dir / name).exists() for name in PARKED if name.endswith(".pt"))
+
+    def park(self) -> list[str]:
+        """Copy what the unfinished run needs to resume to ``parked_dir`` (replacing an older
+        parking whole, so a copy cut short never mixes two states); the files copied."""
+        from advrl.cache import cache_root
+
+        staging = self.parked_dir.with_name("parked.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        copied = []
+        for name in PARKED:
+            if (self.run_dir / name).exists():
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.run_dir / name, staging / name)
+                copied.append(name)
+        for cached in sorted(preparation_caches(self.run_dir)):
+            if (cache_root() / cached).is_file():
+                target = staging / CACHE / cached
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(cache_root() / cached, target)
+                copied.append(f"{CACHE}/{cached}")
+        shutil.rmtree(self.parked_dir, ignore_errors=True)
+        staging.rename(self.parked_dir)
+        return copied
+
+    def unpark(self) -> bool:
+        """Restore a parked run where its run folder is missing; True if one was restored.
+        Caches already here are left as they are (they are matched to the dataset build
+        by the component that reads them)."""
+        from advrl.cache import cache_root
+
+        if self.has_checkpoint() or not self.parked_dir.is_dir():
+            return False
+        for source in sorted(self.parked_dir.rglob("*")):
+            if not source.is_file():
+                continue
+            relative = source.relative_to(self.parked_dir)
+            if relative.parts[0] == CACHE:
+                target = cache_root().joinpath(*relative.parts[1:])
+                if target.exists():
+                    continue
+            else:
+                target = self.run_dir / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        return True
 
     def offline_done(self) -> bool:
         return (self.records() / "OFFLINE_DONE").exists() or (self.finetune is None and self.finished())
 
     def archive(self) -> None:
         """Copy the finished run's records to ``record_dir``; DONE last, so a copy cut short
-        is not taken for a finished one."""
+        is not taken for a finished one. A parked state of the run is obsolete then."""
         for name in sorted(ARCHIVED, key=lambda n: n == "DONE"):
             source = self.run_dir / name
             if source.exists():
                 target = self.record_dir / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, target)
+        shutil.rmtree(self.parked_dir, ignore_errors=True)
 
     def command(self) -> list[str]:
         """The next process to run: the offline phase, or the fine-tuning phase after it."""
@@ -125,6 +197,17 @@ def load_suite(path: Path) -> tuple[dict, list[Job]]:
     return {**suite, "root": root, "results": results}, [jobs[i] for i in order]
 
 
+def preparation_caches(run_dir: Path) -> set[str]:
+    """The cache files (relative to the cache root) a run's preparation made or read."""
+    from advrl.compare import read_records
+
+    caches = set()
+    for metrics in (run_dir / "metrics.jsonl", run_dir / "finetune" / "metrics.jsonl"):
+        if metrics.exists():
+            caches.update(r["cache"] for r in read_records(metrics, "preparation") if r.get("cache"))
+    return caches
+
+
 def selected(jobs: list[Job], only: list[str]) -> list[Job]:
     """The jobs named by ``--only LABEL`` or ``--only LABEL:SEED`` (all when none is given)."""
     if not only:
@@ -142,6 +225,8 @@ def run(suite_path: Path, workers: int, only: list[str] | None = None) -> None:
     for job in jobs:  # finished earlier but not archived (e.g. stopped between the two)
         if job.finished() and not job.archived():
             conclude(suite, job)
+        elif not job.finished() and job.unpark():
+            print(f"{job.name}: restored from {job.parked_dir}", flush=True)
     pending = [job for job in jobs if not job.finished()]
     print(f"{len(jobs) - len(pending)} of {len(jobs)} runs finished; {len(pending)} to go, {workers} at a time")
 
@@ -153,6 +238,16 @@ def run(suite_path: Path, workers: int, only: list[str] | None = None) -> None:
         run_jobs(pending, workers, on_done=archive, poll=5.0)
     except KeyboardInterrupt:
         pass
+
+
+def park(suite_path: Path, only: list[str] | None = None) -> None:
+    """Park every unfinished run that has a checkpoint here (see the module's docstring)."""
+    _, jobs = load_suite(suite_path)
+    for job in selected(jobs, only or []):
+        if not job.finished() and job.has_checkpoint():
+            copied = job.park()
+            size = sum(f.stat().st_size for f in job.parked_dir.rglob("*") if f.is_file())
+            print(f"{job.name}: parked {len(copied)} files ({size / 1e6:.1f} MB) in {job.parked_dir}", flush=True)
 
 
 def conclude(suite: dict, job: Job) -> None:
@@ -224,7 +319,7 @@ def noise_table(suite: dict, jobs: list[Job]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["run", "report"])
+    parser.add_argument("action", choices=["run", "report", "park"])
     parser.add_argument("suite", type=Path)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel runs (one per core)")
     parser.add_argument("--only", action="append", default=[], metavar="LABEL[:SEED]",
@@ -232,6 +327,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.action == "run":
         run(args.suite, args.workers, args.only)
+    elif args.action == "park":
+        park(args.suite, args.only)
     else:
         report(args.suite)
 

@@ -195,3 +195,67 @@ def test_stopping_the_harness_with_sigterm_stops_its_runs(tmp_path, minari_root)
     assert "stopped; run again to resume" in output
     with run_lock(job.run_dir):  # raises if the run's process were still alive
         pass
+
+
+def test_a_parked_run_resumes_on_a_new_machine_and_ends_like_an_uninterrupted_one(tmp_path, minari_root, tiny_overrides, monkeypatch):
+    """A run longer than a session: parked (checkpoint, metrics, recipe, the IQL labels its
+    selector cached) into the committed records, restored where neither the run folder nor
+    the cache exists, it ends with the parameters of a run never interrupted."""
+    import torch
+
+    import advrl
+    from advrl.components.selectors.iql_advantage import IQLAdvantage
+    from advrl.data.dataset import OfflineData
+
+    monkeypatch.setenv("ADVRL_CACHE", str(tmp_path / "cache"))
+    overrides = [*tiny_overrides, "train.steps=40", "eval.episodes=0", "components.selector.pretrain_steps=5"]
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text("name: long\nseeds: [0]\nruns:\n  - {label: ssar, recipe: recipes/ssar_td3bc/hopper-medium-replay.yaml, "
+                          f"overrides: [{', '.join(overrides)}]}}\n")
+    _, (job,) = harness.load_suite(suite_file)
+    recipe = REPO / job.recipe
+    advrl.train(recipe, [*overrides, "seed=0"], run_dir=tmp_path / "straight", progress=False)
+    shutil_rmtree(tmp_path / "cache")
+
+    calls = {"n": 0}
+    original = OfflineData.sample
+
+    def crash_at_step_25(self, batch_size):
+        calls["n"] += 1
+        if calls["n"] == 25 + 5:  # after the selector's 5 pre-training batches
+            raise KeyboardInterrupt("session ends")
+        return original(self, batch_size)
+
+    monkeypatch.setattr(OfflineData, "sample", crash_at_step_25)
+    with pytest.raises(KeyboardInterrupt):
+        advrl.train(recipe, [*overrides, "seed=0"], run_dir=job.run_dir, progress=False)
+    monkeypatch.setattr(OfflineData, "sample", original)
+
+    harness.park(suite_file)
+    parked = sorted(p.relative_to(job.parked_dir).as_posix() for p in job.parked_dir.rglob("*") if p.is_file())
+    assert parked[:3] == ["cache/iql_trust/advrl__hopper__random-v0/seed0/tau0.7-steps5-batch256.pt",
+                          "checkpoints/last.pt", "metrics.jsonl"] and parked[3:] == ["recipe.yaml"]
+    assert job.records() == job.run_dir
+
+    shutil_rmtree(tmp_path / "out")  # a new machine: no run folder, no cache
+    shutil_rmtree(tmp_path / "cache")
+    assert job.records() == job.parked_dir and not job.finished()  # reportable while parked
+    monkeypatch.setattr(IQLAdvantage, "_pretrain", lambda *a: pytest.fail("the parked labels were not restored"))
+    assert job.unpark() and not job.unpark()  # once: a run folder with a checkpoint is not overwritten
+    assert job.command()[3:5] == ["train", "--resume"]
+    assert advrl.resume(job.run_dir, progress=False).steps == 40
+    straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=False)["components"]
+    resumed = torch.load(job.run_dir / "checkpoints" / "last.pt", weights_only=False)["components"]
+    for slot in straight:
+        for name in straight[slot]:
+            assert torch.equal(straight[slot][name], resumed[slot][name]), f"{slot}.{name}"
+
+    assert job.mark_phase_done()
+    job.archive()
+    assert not job.parked_dir.exists()  # a finished run keeps no stale checkpoint in the records
+
+
+def shutil_rmtree(path):
+    import shutil
+
+    shutil.rmtree(path)

@@ -133,7 +133,7 @@ def test_iql_advantage_pretrains_caches_and_labels(minari_root, tmp_path, monkey
     assert selector.labels.shape == (data.size,)
     assert set(selector.labels.unique().tolist()) <= {0.0, 1.0}
     cache = selector.cache_path(data.info.id, 0)
-    assert cache.is_file()
+    assert cache.is_file() and facts["cache"] == cache.relative_to(tmp_path).as_posix()  # what the harness parks
     again = make("selector", "iql_advantage", spec, pretrain_steps=5, batch_size=16)
     cached = again.prepare(data, {"seed": 0, "device": torch.device("cpu")})
     assert torch.equal(again.labels, selector.labels)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,12 +9,9 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from advrl.cache import cache_root
 from advrl.component import Component, DataSpec, option
 from advrl.registry import register
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("ADVRL_CACHE", Path.home() / ".cache" / "advrl"))
 
 
 @register("selector", "iql_advantage")
@@ -44,6 +40,7 @@ class IQLAdvantage(Component):
         super().__init__(config, spec)
         self.register_buffer("labels", torch.zeros(0), persistent=False)
         self.pretrain_seconds = 0.0
+        self.cache_file: Path | None = None
 
     def cache_path(self, dataset_id: str, seed: int) -> Path:
         cfg = self.config
@@ -55,6 +52,7 @@ class IQLAdvantage(Component):
         if transitions is None:
             raise TypeError("selector iql_advantage needs an offline dataset to pre-train on.")
         path = self.cache_path(data.info.id, context["seed"])
+        self.cache_file = path
         if path.is_file():
             cached = torch.load(path, weights_only=False)
             # caches written before fingerprints existed are matched on size alone
@@ -81,6 +79,8 @@ class IQLAdvantage(Component):
             "pretrain_seconds": round(self.pretrain_seconds, 3),
             "from_cache": from_cache,
             "trusted_fraction": round(float(self.labels.float().mean()), 4),
+            # under the cache root: the benchmark harness parks it with an unfinished run
+            "cache": self.cache_file.relative_to(cache_root()).as_posix(),
         }
 
     def _pretrain(self, data, context: dict) -> torch.Tensor:
