@@ -387,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub.add_parser("list", help="local datasets, buildable ids with policy status, remote Minari ids").set_defaults(func=cmd_data)
     make = data_sub.add_parser("make", help="build an advrl/<env>/<kind>-v0 dataset locally")
     make.add_argument("id", help="e.g. advrl/hopper/medium-expert-v0 (see `advrl data list`)")
-    make.add_argument("--size", type=int, default=None, help="transitions (default: 100k for random, 1M otherwise, whole prefix for medium-replay)")
+    make.add_argument("--size", type=int, default=None, help="transitions (default: a size tag in the id, e.g. medium-100k-v0; else 1M as in D4RL; medium-replay: the whole replay up to the medium policy)")
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--proportions", help="shares of a mixture kind, e.g. random=0.25,medium=0.75 (default: equal)")
     make.add_argument("--run", metavar="RUN_DIR", help="medium-replay: the online run (default: the medium policy's recorded run)")
