@@ -446,6 +446,7 @@ def retrain_run(env: str, level: str, run_dir: str | os.PathLike, root=None, pro
     from omegaconf import OmegaConf
 
     from advrl.learner.online import resume_online, train_online
+    from advrl.recipe import validate
 
     record = read_record(env, level, root)
     if not isinstance(record.get("recipe"), dict):
@@ -454,7 +455,9 @@ def retrain_run(env: str, level: str, run_dir: str | os.PathLike, root=None, pro
             "so the run cannot be trained again here; export the policy again with this advrl version."
         )
     step = int(record["steps"])
-    recipe = OmegaConf.create(record["recipe"])
+    # through today's schema: a record exported by an older advrl lacks sections added since
+    # (e.g. ``log``), which take their defaults
+    recipe = validate(OmegaConf.create(record["recipe"]))
     recipe.online.steps = step  # the run's prefix up to the policy; nothing in the loop depends on the total
     run_dir = Path(run_dir)
     threads = torch.get_num_threads()
