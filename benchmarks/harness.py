@@ -52,8 +52,9 @@ ARCHIVED = ("metrics.jsonl", "recipe.yaml", "noise.json", "OFFLINE_DONE", "DONE"
 # what an unfinished run needs to resume elsewhere; each checkpoint before its metrics, so the
 # metrics copied reach at least the checkpoint's step even while the run goes on (a resumed
 # run drops the records after its checkpoint)
-PARKED = ("checkpoints/last.pt", "metrics.jsonl", "recipe.yaml", "OFFLINE_DONE",
-          "finetune/checkpoints/last.pt", "finetune/metrics.jsonl", "finetune/recipe.yaml")
+CHECKPOINTS = ("checkpoints/last.pt", "finetune/checkpoints/last.pt")
+PARKED = (CHECKPOINTS[0], "metrics.jsonl", "recipe.yaml", "OFFLINE_DONE",
+          CHECKPOINTS[1], "finetune/metrics.jsonl", "finetune/recipe.yaml")
 CACHE = "cache"  # in a parked folder: the run's caches, by their path under the cache root
 
 
@@ -95,7 +96,7 @@ class Job:
         return self.run_dir
 
     def has_checkpoint(self) -> bool:
-        return any((self.run_dir / name).exists() for name in PARKED if name.endswith(".pt"))
+        return any((self.run_dir / name).exists() for name in CHECKPOINTS)
 
     def park(self) -> list[str]:
         """Copy what the unfinished run needs to resume to ``parked_dir`` (replacing an older
