@@ -52,9 +52,10 @@ ARCHIVED = ("metrics.jsonl", "recipe.yaml", "noise.json", "OFFLINE_DONE", "DONE"
 # what an unfinished run needs to resume elsewhere; each checkpoint before its metrics, so the
 # metrics copied reach at least the checkpoint's step even while the run goes on (a resumed
 # run drops the records after its checkpoint)
-CHECKPOINTS = ("checkpoints/last.pt", "finetune/checkpoints/last.pt")
-PARKED = (CHECKPOINTS[0], "metrics.jsonl", "recipe.yaml", "OFFLINE_DONE",
-          CHECKPOINTS[1], "finetune/metrics.jsonl", "finetune/recipe.yaml")
+OFFLINE_CHECKPOINT, FINETUNE_CHECKPOINT = "checkpoints/last.pt", "finetune/checkpoints/last.pt"
+CHECKPOINTS = (OFFLINE_CHECKPOINT, FINETUNE_CHECKPOINT)
+PARKED = (OFFLINE_CHECKPOINT, "metrics.jsonl", "recipe.yaml", "OFFLINE_DONE",
+          FINETUNE_CHECKPOINT, "finetune/metrics.jsonl", "finetune/recipe.yaml")
 CACHE = "cache"  # in a parked folder: the run's caches, by their path under the cache root
 
 
