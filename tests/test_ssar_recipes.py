@@ -36,7 +36,7 @@ def test_ssar_recipe_trains_and_beta_moves_with_threshold(recipe, minari_root, t
     threshold = state["components"]["threshold"]
     assert threshold["n"].item() >= 1.0 and threshold["n"].item() <= 3.0
     header = (tmp_path / "run" / "train.csv").read_text().splitlines()[0]
-    assert "loss_coefficient" in header
+    assert {"loss_coefficient", "coefficient_mean", "coefficient_n"} <= set(header.split(","))
     # the IQL pre-training of the selector is on record with its cost
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     (prepared,) = [r for r in records if r["kind"] == "preparation"]

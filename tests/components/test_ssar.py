@@ -56,6 +56,8 @@ def test_deterministic_loss_on_hand_computed_gap():
     beta = coefficient(td["observation"]).detach()
     assert torch.allclose(out["loss_coefficient"], (gap * beta * t([1.0, 0.0])).mean())
     assert torch.allclose(out["coefficient"], beta) and not out["coefficient"].requires_grad
+    assert out["coefficient_mean"].item() == pytest.approx(beta.mean().item())
+    assert out["coefficient_n"].item() == 2.0
     out["loss_coefficient"].backward()
     assert all(p.grad is not None for p in coefficient.parameters())
 

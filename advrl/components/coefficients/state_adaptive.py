@@ -33,7 +33,8 @@ class StateAdaptiveCoefficient(Component):
       +-0.1 n of tanh(mu) (SSAR's action_selection.py).
 
     n comes from the ``threshold`` schedule (SSAR's distribution-aware threshold), which is
-    told the mean of w over selected samples at each of its checks.
+    told the mean of w over selected samples at each of its checks. ``coefficient_mean`` (the
+    batch mean of the written beta) and ``coefficient_n`` (the current n) are logged.
     """
 
     @dataclass
@@ -51,7 +52,7 @@ class StateAdaptiveCoefficient(Component):
         out_key: str = option("coefficient", "batch key written with beta(s)")
 
     reads = ("observation", "action", "policy_action", "{select_key}")
-    writes = ("{out_key}", "loss_coefficient", "coefficient_gap")
+    writes = ("{out_key}", "loss_coefficient", "coefficient_gap", "coefficient_mean", "coefficient_n")
 
     def __init__(self, config: Config, spec):
         super().__init__(config, spec)
@@ -106,4 +107,7 @@ class StateAdaptiveCoefficient(Component):
                 self.ref("threshold").observe(step, signal)
         loss = (gap * beta * selected).mean()
         written = beta.detach() if self.scale == 1.0 else beta.detach() * self.scale
-        return {cfg.out_key: written, "loss_coefficient": loss, "coefficient_gap": gap}
+        # logged: beta learns at lr 1e-8..3e-8, so how far it has moved from init and the
+        # current n are the first things to look at when SSAR and its backbone differ
+        diagnostics = {"coefficient_mean": written.mean(), "coefficient_n": torch.as_tensor(n, dtype=beta.dtype, device=beta.device)}
+        return {cfg.out_key: written, "loss_coefficient": loss, "coefficient_gap": gap, **diagnostics}
