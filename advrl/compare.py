@@ -275,11 +275,19 @@ def markdown_table(summaries: list[Summary], online: bool | None = None) -> str:
         done = str(s["finished_seeds"]) if s["finished_seeds"] == s["runs"] else f"{s['finished_seeds']} of {s['runs']}"
         score = format_mean_std(s["final_score_mean"], s["final_score_std"])
         score += " | " + format_mean_std(s[f"last{last}_score_mean"], s[f"last{last}_score_std"])
-        offline = f"| {s['offline_seeds']}: {format_mean_std(s['offline_score_mean'], s['offline_score_std'])} " if online else ""
+        offline = f"| {_offline_phase(summary, s)} " if online else ""
         speed = f"{s['steps_per_s_median']:.1f}" if s["steps_per_s_median"] else "—"
         prep = f"{s['preparation_seconds_mean']:.0f}" if s["preparation_seconds_mean"] is not None else "—"
         lines.append(f"| {summary.label} | {done} | {score} {offline}| {speed} | {prep} |")
     return "\n".join(lines)
+
+
+def _offline_phase(summary: Summary, s: dict) -> str:
+    """The offline-phase cell; a group without an online phase says so rather than '0: —' (its
+    final score is the offline one)."""
+    if not any(r.online_phase for r in summary.runs):
+        return "no online phase"
+    return f"{s['offline_seeds']}: {format_mean_std(s['offline_score_mean'], s['offline_score_std'])}"
 
 
 def dataset_builds(named_runs: list[tuple[str, RunRecord]]) -> str:

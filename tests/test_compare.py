@@ -67,6 +67,10 @@ def test_an_online_phase_continues_the_curve_and_is_not_a_run_of_its_own(tmp_pat
     (summary,), text = compare.compare([str(tmp_path)])
     # final 50; last three (20 + 30 + 50) / 3 = 33.3; offline phase ended at 20
     assert text.splitlines()[2] == "| a2pr | 1 | 50.0 ± 0.0 | 33.3 ± 0.0 | 1: 20.0 ± 0.0 | 10.0 | — |"
+    # beside it, an offline-only group says so instead of counting 0 offline phases
+    make_run(tmp_path / "cql" / "s0", "cql", 0, [40, 60], steps=10)
+    _, text = compare.compare([str(tmp_path / "a2pr"), str(tmp_path / "cql")])
+    assert text.splitlines()[3] == "| cql | 1 | 60.0 ± 0.0 | 50.0 ± 0.0 | no online phase | 10.0 | — |"
     (run / "finetune" / "metrics.jsonl").write_text(json.dumps({"kind": "eval", "step": 5, "score_mean": 30, "return_mean": 1}) + "\n")
     assert not compare.read_run(run).finished  # online phase at 5 of its 10 steps
 
