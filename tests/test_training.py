@@ -111,7 +111,9 @@ def test_resume_after_sigkill(minari_root, tmp_path):
     """A run killed with SIGKILL (possibly mid-checkpoint) resumes and ends like an uninterrupted one."""
     overrides = [
         "dataset.id=advrl/hopper/random-v0",
-        "train.steps=300",
+        # 1000 steps: about 1 s of training after the first checkpoint on an idle machine, so the
+        # kill below lands mid-run (with 300 it could land after the last step)
+        "train.steps=1000",
         "train.batch_size=32",
         "train.log_every=50",
         "train.checkpoint_every=5",
@@ -129,12 +131,12 @@ def test_resume_after_sigkill(minari_root, tmp_path):
     deadline = time.time() + 120
     while not checkpoint_path.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    time.sleep(0.3)
+    time.sleep(0.1)
     if proc.poll() is not None:
         pytest.skip("the run finished before it could be killed (machine too fast for this test)")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert torch.load(checkpoint_path, weights_only=False)["step"] < 300
+    assert torch.load(checkpoint_path, weights_only=False)["step"] < 1000
 
     resumed = subprocess.run(
         [sys.executable, "-m", "advrl.cli", "train", "--resume", str(killed_dir), "--no-progress"],
