@@ -156,9 +156,9 @@ def _read_yaml(path: Path) -> DictConfig:
 
 
 def _merge_components(base: DictConfig, override: DictConfig) -> DictConfig:
-    """Merge two ``components`` mappings; a slot whose ``name`` changes starts afresh, so that
-    swapping a component does not carry the old component's fields over. A slot set to null
-    is removed (by ``_merge``)."""
+    """Merge two ``components`` mappings; a slot whose ``name`` changes starts afresh (but for
+    its wiring, see ``_swapped``), so that swapping a component does not carry the old
+    component's settings over. A slot set to null is removed (by ``_merge``)."""
     merged = OmegaConf.create(OmegaConf.to_container(base, resolve=False))
     for slot_name, entry in override.items():
         old = merged.get(slot_name)
@@ -168,19 +168,39 @@ def _merge_components(base: DictConfig, override: DictConfig) -> DictConfig:
             and "name" in entry
             and entry.get("name") != old.get("name")
         )
-        if old is None or swap or not isinstance(entry, DictConfig):
+        if swap:
+            merged[slot_name] = _swapped(slot_name, old, entry)
+        elif old is None or not isinstance(entry, DictConfig):
             merged[slot_name] = entry
         else:
             merged[slot_name] = OmegaConf.merge(old, entry)
     return merged
 
 
+def _swapped(slot_name: str, old: DictConfig, new: DictConfig) -> DictConfig:
+    """The entry of a slot whose component is swapped: the new entry plus the old one's
+    ``kind`` and those of its batch-key fields (``*_key``) that the new component declares
+    too. These place the slot in the recipe (the keys that other terms read), so swapping
+    SSAR's IQL selector for ``all`` still writes ``trust``; the old settings are dropped."""
+    entry = OmegaConf.create(OmegaConf.to_container(new, resolve=False))
+    if "kind" in old and "kind" not in entry:
+        entry.kind = old.kind
+    try:
+        declared = {f.name for f in dataclasses.fields(registry.get(entry.get("kind", slot_name), entry.name).Config)}
+    except registry.RegistryError:
+        return entry  # unknown kind or name: validation reports it, with close matches
+    for key, value in old.items_ex(resolve=False):
+        if str(key).endswith("_key") and key in declared and key not in entry:
+            entry[key] = value
+    return entry
+
+
 def _merge(base: DictConfig, override: DictConfig) -> DictConfig:
-    components = _merge_components(base.get("components", OmegaConf.create()), override.get("components", OmegaConf.create()))
     rest_base = OmegaConf.masked_copy(base, [k for k in base if k != "components"])
     rest_override = OmegaConf.masked_copy(override, [k for k in override if k != "components"])
     merged = OmegaConf.merge(rest_base, rest_override)
-    merged.components = components
+    registry.import_user_modules(list(merged.get("imports") or []))  # a swap looks up its new component
+    merged.components = _merge_components(base.get("components", OmegaConf.create()), override.get("components", OmegaConf.create()))
     # `name: null` under components, updates or an update's optimize removes what a parent
     # recipe defined there
     mappings = [merged.get("components"), merged.get("updates")]

@@ -54,6 +54,18 @@ def test_overrides_apply_last_and_swap_drops_old_fields():
     assert swapped.components.constraint.name == "bc_mse"
 
 
+def test_a_swap_keeps_the_slots_kind_and_batch_keys():
+    ssar = RECIPES / "ssar_cql" / "hopper-medium-replay.yaml"
+    recipe = load_recipe(ssar, ["components.selector.name=all", "components.threshold.name=constant"])
+    # 'all' declares out_key: it keeps writing the 'trust' that the coefficient and penalty read
+    assert recipe.components.selector == {"name": "all", "out_key": "trust"}
+    # the slot 'threshold' is no kind: its kind comes along, n_start/n_end do not
+    assert recipe.components.threshold == {"name": "constant", "kind": "schedule"}
+    # keys the new component does not declare are not carried (awr has no mask_key)
+    swapped = load_recipe(ssar, ["components.conservative.name=awr"]).components.conservative
+    assert swapped == {"name": "awr", "kind": "constraint"}
+
+
 def test_unknown_component_key_names_path_and_allowed_keys():
     with pytest.raises(RecipeError) as err:
         load_recipe(RECIPES / "td3bc.yaml", ["components.constraint.wieght=3"])
