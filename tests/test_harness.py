@@ -14,6 +14,10 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import harness  # noqa: E402
 
+from advrl.component import DataSpec  # noqa: E402
+from advrl.learner.assembly import build_components, check_data_flow  # noqa: E402
+from advrl.recipe import load_recipe  # noqa: E402
+
 
 @pytest.fixture(autouse=True)
 def _bench_folders(tmp_path, monkeypatch):
@@ -43,12 +47,17 @@ def test_suite_expands_to_jobs_and_commands_follow_the_phases(tmp_path):
     assert tuned.mark_phase_done() and tuned.finished()
 
 
-def test_every_suite_names_existing_recipes():
+def test_every_suite_job_assembles():
+    """Each job's recipe with its overrides validates and its data flow holds (a swap that
+    leaves a key unwritten fails here, not hours into a benchmark)."""
+    hopper = {"obs_dim": 11, "action_dim": 3, "max_action": 1.0}
     for path in (REPO / "benchmarks" / "suites").glob("*.yaml"):
         _, jobs = harness.load_suite(path)
         assert jobs, path
         for job in jobs:
             assert (REPO / job.recipe).is_file(), f"{path.name}: {job.recipe}"
+            recipe = load_recipe(REPO / job.recipe, [*job.overrides, f"seed={job.seed}"], dataset_facts=hopper)
+            check_data_flow(recipe, build_components(recipe, DataSpec(11, 3, 1.0)))
 
 
 def test_report_tables_final_scores_speed_and_preparation_cost(tmp_path):
