@@ -295,6 +295,11 @@ def cmd_data(args) -> int:
             name = source.get("dataset") or source.get("policy") or f"replay of {source.get('run')} up to step {source.get('medium_step')}"
             first, stop = source["episodes"]
             print(f"  {name:40s} {source['proportion']:7.1%} {source['transitions']:>9} transitions  episodes {first}..{stop - 1}")
+        software = record.get("software")
+        if software:
+            versions = "  ".join(f"{k} {v}" for k, v in software.items() if not isinstance(v, dict))
+            cpu = software.get("processor", {})
+            print(f"  built with {versions}; processor {cpu.get('model')} (flags {cpu.get('flags_sha256')})")
     if args.png:
         print(f"\nhistogram written to {args.png}")
     return 0

@@ -47,15 +47,15 @@ from advrl.sweep import run_jobs
 
 REPO = Path(__file__).resolve().parent.parent
 # what a finished run leaves in benchmarks/results: small text files, never checkpoints
-ARCHIVED = ("metrics.jsonl", "recipe.yaml", "noise.json", "OFFLINE_DONE", "DONE",
-            "finetune/metrics.jsonl", "finetune/recipe.yaml")
+ARCHIVED = ("metrics.jsonl", "recipe.yaml", "software.json", "noise.json", "OFFLINE_DONE", "DONE",
+            "finetune/metrics.jsonl", "finetune/recipe.yaml", "finetune/software.json")
 # what an unfinished run needs to resume elsewhere; each checkpoint before its metrics, so the
 # metrics copied reach at least the checkpoint's step even while the run goes on (a resumed
 # run drops the records after its checkpoint)
 OFFLINE_CHECKPOINT, FINETUNE_CHECKPOINT = "checkpoints/last.pt", "finetune/checkpoints/last.pt"
 CHECKPOINTS = (OFFLINE_CHECKPOINT, FINETUNE_CHECKPOINT)
-PARKED = (OFFLINE_CHECKPOINT, "metrics.jsonl", "recipe.yaml", "OFFLINE_DONE",
-          FINETUNE_CHECKPOINT, "finetune/metrics.jsonl", "finetune/recipe.yaml")
+PARKED = (OFFLINE_CHECKPOINT, "metrics.jsonl", "recipe.yaml", "software.json", "OFFLINE_DONE",
+          FINETUNE_CHECKPOINT, "finetune/metrics.jsonl", "finetune/recipe.yaml", "finetune/software.json")
 CACHE = "cache"  # in a parked folder: the run's caches, by their path under the cache root
 
 

@@ -22,6 +22,7 @@ import yaml
 from omegaconf import OmegaConf
 
 import advrl
+from advrl import provenance
 from advrl.cli import main
 from advrl.data import catalog, policies
 from advrl.data.collect import collect_episodes, read_record
@@ -655,6 +656,8 @@ def test_medium_replay_on_a_machine_without_the_run_is_retrained_to_the_same_byt
     root = tmp_path / "policies"
     record = policies.export_policy(tmp_path / "original" / "snapshots" / "step00000030.pt", "hopper", "medium", episodes=1, root=root)
     assert record["recipe"]["online"]["steps"] == 60 and record["steps"] == 30
+    # the software the run trained with, as the run wrote it at its start
+    assert record["training_software"] == json.loads((tmp_path / "original" / "software.json").read_text()) == provenance.software()
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     monkeypatch.setenv(policies.ENV_VAR, str(root))
     catalog.build("advrl/hopper/medium-replay-v0")
@@ -672,12 +675,34 @@ def test_medium_replay_on_a_machine_without_the_run_is_retrained_to_the_same_byt
     assert policies.retrain_run("hopper", "medium", again, root)["reproduced"] is True
     assert not (again / "snapshots" / "step00000060.pt").exists()  # stopped at the policy's step
     catalog.build("advrl/hopper/medium-replay-v0", run_dir=again, retrain=True)  # the run is there: reused
+    build_record = json.loads((tmp_path / "minari" / "advrl/hopper/medium-replay-v0" / "advrl.json").read_text())
+    assert build_record["software"] == provenance.software()
     rebuilt = episodes_of("advrl/hopper/medium-replay-v0")
     assert len(rebuilt) == len(original)
     for new, old in zip(rebuilt, original):
         np.testing.assert_array_equal(new.observations, old.observations)
         np.testing.assert_array_equal(new.actions, old.actions)
         np.testing.assert_array_equal(new.rewards, old.rewards)
+
+
+def test_a_retraining_that_differs_names_what_changed_since_the_original(fake_run, tmp_path):
+    root = tmp_path / "policies"
+    policies.export_policy(fake_run / "snapshots" / "step00000200.pt", "hopper", "medium", episodes=1, root=root)
+    assert policies.read_record("hopper", "medium", root)["training_software"] is None  # the run wrote none
+    message = policies.not_reproduced_warning("hopper", "medium", tmp_path / "again", root)
+    assert "another content fingerprint" in message and "predates software records" in message
+
+    path = policies.record_path("hopper", "medium", root)
+    record = json.loads(path.read_text())
+    now = provenance.software()
+    record["training_software"] = {**now, "mujoco": "3.3.7", "processor": {**now["processor"], "flags_sha256": "0" * 12}}
+    path.write_text(json.dumps(record))
+    message = policies.not_reproduced_warning("hopper", "medium", tmp_path / "again", root)
+    assert message.endswith(f"Recorded -> now: mujoco: 3.3.7 -> {now['mujoco']}; "
+                            f"processor.flags_sha256: {'0' * 12} -> {now['processor']['flags_sha256']}.")
+    record["training_software"] = now
+    path.write_text(json.dumps(record))
+    assert "are those recorded" in policies.not_reproduced_warning("hopper", "medium", tmp_path / "again", root)
 
 
 def test_retraining_needs_a_record_with_its_recipe(fake_run, tmp_path):

@@ -243,8 +243,10 @@ def test_a_parked_run_resumes_on_a_new_machine_and_ends_like_an_uninterrupted_on
     harness.park(suite_file)
     parked = sorted(p.relative_to(job.parked_dir).as_posix() for p in job.parked_dir.rglob("*") if p.is_file())
     assert parked == ["cache/iql_trust/advrl__hopper__random-v0/seed0/tau0.7-steps5-batch256.pt",
-                      "checkpoints/last.pt", "metrics.jsonl", "recipe.yaml"]
+                      "checkpoints/last.pt", "metrics.jsonl", "recipe.yaml", "software.json"]
     assert job.records() == job.run_dir
+    # the software the run started with travels with it (marked, to see it survive the resume)
+    (job.parked_dir / "software.json").write_text(json.dumps({"python": "the first machine's"}))
 
     shutil.rmtree(tmp_path / "out")  # a new machine: no run folder, no cache
     shutil.rmtree(tmp_path / "cache")
@@ -253,6 +255,7 @@ def test_a_parked_run_resumes_on_a_new_machine_and_ends_like_an_uninterrupted_on
     assert job.unpark() and not job.unpark()  # once: a run folder with a checkpoint is not overwritten
     assert job.command()[3:5] == ["train", "--resume"]
     assert advrl.resume(job.run_dir, progress=False).steps == 40
+    assert json.loads((job.run_dir / "software.json").read_text()) == {"python": "the first machine's"}
     straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=False)["components"]
     resumed = torch.load(job.run_dir / "checkpoints" / "last.pt", weights_only=False)["components"]
     for slot in straight:

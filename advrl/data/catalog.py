@@ -199,6 +199,8 @@ def build(
                 log(f"{dataset_id}: training the medium policy's online run again in {run_dir} (one CPU thread)")
                 retrained = policies.retrain_run(env, "medium", run_dir, policies_root)
                 log(f"{dataset_id}: retrained; the committed medium policy reproduced exactly: {retrained['reproduced']}")
+                if retrained["reproduced"] is False:
+                    log(policies.not_reproduced_warning(env, "medium", run_dir, policies_root))
             step = int(policies.read_record(env, "medium", policies_root)["steps"])
         log(f"{dataset_id}: reading the replay buffer of the medium policy's online run")
         episodes, sources = replay_episodes(env, size, run_dir, policies_root, step)
@@ -264,6 +266,7 @@ def _shares(kind: str, levels: tuple[str, ...], proportions: dict[str, float] | 
 def dataset_record(dataset_id, env_id, episodes, sources, seed, size, **extra) -> dict:
     """advrl.json: what a dataset was built from, and its return statistics."""
     import advrl
+    from advrl import provenance
     from advrl.data.collect import episode_return
     from advrl.data.stats import return_stats
 
@@ -278,6 +281,7 @@ def dataset_record(dataset_id, env_id, episodes, sources, seed, size, **extra) -
         "sources": sources,
         "returns": return_stats([episode_return(e) for e in episodes]),
         "advrl_version": advrl.__version__,
+        "software": provenance.software(),
     }
 
 

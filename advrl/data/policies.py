@@ -366,6 +366,8 @@ def export_policy(
             "seed": int(recipe.get("seed", 0)),
             "steps": step,
             "source_run": str(run_dir.resolve()),
+            # what the run trained with: a retrained run matches it only with the same (retrain_run)
+            "training_software": _run_software(run_dir),
             "source": str(source.resolve()),
             "snapshot_evaluation": snapshot_eval,
             "actor": {"name": name, "config": entry},
@@ -476,6 +478,34 @@ def retrain_run(env: str, level: str, run_dir: str | os.PathLike, root=None, pro
         retrained = _load_snapshot(snapshot)["actor"]
         reproduced = committed.keys() <= retrained.keys() and all(torch.equal(v, retrained[k]) for k, v in committed.items())
     return {"run_dir": str(run_dir), "step": step, "reproduced": reproduced}
+
+
+def _run_software(run_dir: Path) -> dict | None:
+    """The software record a run wrote when it started (None for runs older than that record)."""
+    from advrl.learner.trainer import SOFTWARE_FILE
+
+    path = Path(run_dir) / SOFTWARE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def not_reproduced_warning(env: str, level: str, run_dir: str | os.PathLike, root=None) -> str:
+    """What it means that a retrained run did not reproduce ``level``'s policy, and what differs
+    between the software and processor the original trained with and those of the retraining."""
+    from advrl import provenance
+
+    record = read_record(env, level, root)
+    message = (
+        f"warning: the retrained run in {run_dir} is not the run behind the committed {env} {level} policy, so "
+        "a dataset built from it holds other episodes (another content fingerprint) than builds from the original; "
+        "runs started on those builds will not resume on this one."
+    )
+    recorded = record.get("training_software")
+    if recorded is None:
+        return message + f" The policy record (exported {record.get('exported')}) predates software records: nothing to compare."
+    changed = provenance.differences(recorded, _run_software(Path(run_dir)) or provenance.software())
+    if not changed:
+        return message + " Library versions and processor flags are those recorded, so the cause is not among them."
+    return message + " Recorded -> now: " + "; ".join(changed) + "."
 
 
 def _temporary(folder: Path, name: str) -> Path:

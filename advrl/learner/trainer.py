@@ -4,6 +4,7 @@ evaluate, checkpoint. It knows no algorithm by name."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from advrl import provenance
 from advrl.component import DataSpec
 from advrl.data.dataset import DatasetInfo, ObservationNormalizer, load_offline_data
 from advrl.device import resolve_device
@@ -31,6 +33,7 @@ from advrl.recipe import RecipeError, apply_overrides, load_recipe, validate
 
 CHECKPOINT = "checkpoints/last.pt"
 RECIPE_FILE = "recipe.yaml"
+SOFTWARE_FILE = "software.json"  # library versions and processor the run started with
 METRICS_FILE = "metrics.jsonl"  # written by MetricsLogger
 
 
@@ -110,6 +113,8 @@ class Trainer:
         elif checkpoint_path.exists():
             raise RecipeError(f"Run directory {self.run_dir} already holds a run; resume it with --resume or pick another --run-dir.")
         (self.run_dir / RECIPE_FILE).write_text(OmegaConf.to_yaml(recipe, resolve=True))
+        if not (self.run_dir / SOFTWARE_FILE).exists():  # a resume keeps what the run started with
+            (self.run_dir / SOFTWARE_FILE).write_text(json.dumps(provenance.software(), indent=2) + "\n")
         resume_step = self.step if resume else None
         self.logger = MetricsLogger(self.run_dir, resume_step, make_sinks(self.run_dir, recipe, resume_step))
         if not resume:  # a resumed run keeps the first record (its preparation then is a cache hit)
