@@ -239,6 +239,19 @@ def cmd_data(args) -> int:
         shares = {s["dataset"]: {"proportion": s["proportion"], "transitions": s["transitions"]} for s in record.get("sources", [])}
         print(json.dumps({"id": args.id, "path": path, "size": record.get("size"), "episodes": record.get("episodes"), "sources": shares}))
         return 0
+    if args.data_command == "pack":
+        from advrl.data.archive import pack, read_manifest
+
+        path = pack(args.id, args.out)
+        manifest = read_manifest(path)
+        print(json.dumps({"id": args.id, "fingerprint": manifest["fingerprint"], "archive": str(path), "bytes": path.stat().st_size}))
+        return 0
+    if args.data_command == "unpack":
+        from advrl.data.archive import unpack
+
+        manifest = unpack(args.archive, replace=args.replace)
+        print(json.dumps({"id": manifest["dataset_id"], "fingerprint": manifest["fingerprint"], "path": dataset_path(manifest["dataset_id"])}))
+        return 0
     if args.data_command == "export-policy":
         command = ["advrl", "data", "export-policy", args.source, "--env", args.env, "--level", args.level, "--episodes", str(args.episodes)]
         if args.pick_snapshot:
@@ -412,6 +425,14 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--png", metavar="FILE", help="also write a histogram of episode returns")
     info.add_argument("--text", action="store_true", help="human-readable text instead of JSON")
     info.set_defaults(func=cmd_data)
+    packer = data_sub.add_parser("pack", help="write a local dataset build to one file, to use it on another machine")
+    packer.add_argument("id")
+    packer.add_argument("--out", metavar="FILE", help="archive path (default: <id>-<fingerprint>.tar.xz here)")
+    packer.set_defaults(func=cmd_data)
+    unpacker = data_sub.add_parser("unpack", help="install a packed dataset build into the local store (fingerprint checked)")
+    unpacker.add_argument("archive", metavar="FILE")
+    unpacker.add_argument("--replace", action="store_true", help="replace another local build of the same id")
+    unpacker.set_defaults(func=cmd_data)
     export = data_sub.add_parser("export-policy", help="export an online run's actor as a behaviour policy")
     export.add_argument("source", metavar="RUN_OR_SNAPSHOT", help="an online run dir (latest actor) or a snapshots/step*.pt file")
     export.add_argument("--env", required=True, help="hopper, halfcheetah or walker2d")

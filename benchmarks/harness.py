@@ -25,7 +25,9 @@ outlive one. ``park`` copies each unfinished run's last checkpoint, metrics and 
 the caches its preparation made (IQL trust labels), to ``<record_dir>/parked/`` (a few MB,
 committed); ``run`` on a machine without the run folder restores it from there and resumes.
 The resumed run refuses another build of the dataset (``Trainer._check_same_dataset_build``),
-so a parked run continues only where the dataset rebuilds to the same content.
+and another machine can build other data from the same command, so ``park`` also packs each
+build that a parked run trained on into ``<results>/<suite>/datasets/`` (``advrl data pack``,
+about 11 MB for Hopper's medium-replay) and ``run`` installs it where the machine has none.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from advrl import compare
+from advrl.data import archive
 from advrl.sweep import run_jobs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,6 +60,7 @@ CHECKPOINTS = (OFFLINE_CHECKPOINT, FINETUNE_CHECKPOINT)
 PARKED = (OFFLINE_CHECKPOINT, "metrics.jsonl", "recipe.yaml", "software.json", "OFFLINE_DONE",
           FINETUNE_CHECKPOINT, "finetune/metrics.jsonl", "finetune/recipe.yaml", "finetune/software.json")
 CACHE = "cache"  # in a parked folder: the run's caches, by their path under the cache root
+DATASETS = "datasets"  # in a suite's records: archives of the dataset builds its parked runs trained on
 
 
 @dataclass
@@ -227,7 +231,9 @@ def run(suite_path: Path, workers: int, only: list[str] | None = None) -> None:
     for job in jobs:  # finished earlier but not archived (e.g. stopped between the two)
         if job.finished() and not job.archived():
             conclude(suite, job)
-        elif not job.finished() and job.unpark():
+        elif not job.finished() and not job.has_checkpoint() and job.parked_dir.is_dir():
+            restore_dataset(suite, job)
+            job.unpark()
             print(f"{job.name}: restored from {job.parked_dir}", flush=True)
     pending = [job for job in jobs if not job.finished()]
     print(f"{len(jobs) - len(pending)} of {len(jobs)} runs finished; {len(pending)} to go, {workers} at a time")
@@ -243,13 +249,55 @@ def run(suite_path: Path, workers: int, only: list[str] | None = None) -> None:
 
 
 def park(suite_path: Path, only: list[str] | None = None) -> None:
-    """Park every unfinished run that has a checkpoint here (see the module's docstring)."""
-    _, jobs = load_suite(suite_path)
+    """Park every unfinished run that has a checkpoint here (see the module's docstring), and
+    pack the dataset builds they trained on beside them."""
+    suite, jobs = load_suite(suite_path)
     for job in selected(jobs, only or []):
         if not job.finished() and job.has_checkpoint():
             copied = job.park()
             size = sum(f.stat().st_size for f in job.parked_dir.rglob("*") if f.is_file())
             print(f"{job.name}: parked {len(copied)} files ({size / 1e6:.1f} MB) in {job.parked_dir}", flush=True)
+    pack_datasets(suite, jobs)
+
+
+def trained_on(run_records: Path) -> tuple[str, str] | None:
+    """(dataset id, content fingerprint) of the build a run recorded; None before that record."""
+    records = compare.read_records(run_records / "metrics.jsonl", "dataset")
+    return (records[0]["id"], records[0]["fingerprint"]) if records and records[0].get("fingerprint") else None
+
+
+def dataset_archive(suite: dict, build: tuple[str, str]) -> Path:
+    return suite["results"] / DATASETS / archive.default_name(*build)
+
+
+def pack_datasets(suite: dict, jobs: list[Job]) -> None:
+    """Archive each build that a parked run trained on, once: another machine's
+    ``advrl data make`` can give other data, and a parked run resumes only on its own build."""
+    builds = {trained_on(job.parked_dir) for job in jobs if job.parked_dir.is_dir()} - {None}
+    for build in sorted(builds):
+        target = dataset_archive(suite, build)
+        if target.exists():
+            continue
+        if archive.local_fingerprint(build[0]) != build[1]:
+            print(f"{build[0]}: this machine holds another build than {build[1]}, which parked runs need; not packed", flush=True)
+            continue
+        archive.pack(build[0], target)
+        print(f"{build[0]}: build {build[1]} packed into {target} ({target.stat().st_size / 1e6:.1f} MB)", flush=True)
+
+
+def restore_dataset(suite: dict, job: Job) -> None:
+    """Before a parked run is restored: install its dataset build from the suite's archive
+    where this machine has none, or say how to where it has another."""
+    build = trained_on(job.parked_dir)
+    if build is None or not dataset_archive(suite, build).is_file():
+        return
+    here = archive.local_fingerprint(build[0])
+    if here is None:
+        archive.unpack(dataset_archive(suite, build))
+        print(f"{build[0]}: build {build[1]} installed from {dataset_archive(suite, build)}", flush=True)
+    elif here != build[1]:
+        print(f"{job.name}: trained on build {build[1]} of {build[0]}, this machine has {here}; it will not resume "
+              f"until `advrl data unpack {dataset_archive(suite, build)} --replace`", flush=True)
 
 
 def conclude(suite: dict, job: Job) -> None:

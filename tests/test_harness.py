@@ -15,6 +15,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import harness  # noqa: E402
 
 from advrl.component import DataSpec  # noqa: E402
+from advrl.data import archive  # noqa: E402
 from advrl.learner.assembly import build_components, check_data_flow  # noqa: E402
 from advrl.recipe import load_recipe  # noqa: E402
 
@@ -245,13 +246,25 @@ def test_a_parked_run_resumes_on_a_new_machine_and_ends_like_an_uninterrupted_on
     assert parked == ["cache/iql_trust/advrl__hopper__random-v0/seed0/tau0.7-steps5-batch256.pt",
                       "checkpoints/last.pt", "metrics.jsonl", "recipe.yaml", "software.json"]
     assert job.records() == job.run_dir
+
+    # the dataset build the run trained on is packed beside it, once
+    suite, _ = harness.load_suite(suite_file)
+    build = harness.trained_on(job.parked_dir)
+    packed = harness.dataset_archive(suite, build)
+    assert build[0] == "advrl/hopper/random-v0" and packed.is_file()
+    stamp = packed.stat().st_mtime_ns
+    harness.park(suite_file)
+    assert packed.stat().st_mtime_ns == stamp
     # the software the run started with travels with it (marked, to see it survive the resume)
     (job.parked_dir / "software.json").write_text(json.dumps({"python": "the first machine's"}))
 
-    shutil.rmtree(tmp_path / "out")  # a new machine: no run folder, no cache
+    shutil.rmtree(tmp_path / "out")  # a new machine: no run folder, no cache, no dataset
     shutil.rmtree(tmp_path / "cache")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "new-store"))
     assert job.records() == job.parked_dir and not job.finished()  # reportable while parked
     monkeypatch.setattr(IQLAdvantage, "_pretrain", lambda *a: pytest.fail("the parked labels were not restored"))
+    harness.restore_dataset(suite, job)
+    assert archive.local_fingerprint(build[0]) == build[1]  # installed from the archive, not built anew
     assert job.unpark() and not job.unpark()  # once: a run folder with a checkpoint is not overwritten
     assert job.command()[3:5] == ["train", "--resume"]
     assert advrl.resume(job.run_dir, progress=False).steps == 40

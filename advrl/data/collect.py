@@ -26,6 +26,8 @@ from collections.abc import Callable
 import gymnasium as gym
 import numpy as np
 
+from advrl.data.dataset import minari_store
+
 Policy = Callable[[np.ndarray], np.ndarray]
 RECORD_FILE = "advrl.json"
 
@@ -154,22 +156,21 @@ def write_minari_dataset(
         raise FileExistsError(f"Dataset {dataset_id!r} already exists at {final}; delete it to rebuild.")
     os.makedirs(root, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".advrl-build-", dir=root)
-    previous = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = staging
     try:
-        minari.create_dataset_from_buffers(
-            dataset_id=dataset_id,
-            buffer=episodes,
-            env=env_id,
-            eval_env=env_id if eval_env is None else eval_env,
-            algorithm_name=algorithm_name,
-            author="advrl",
-            author_email="advrl@localhost",
-            code_permalink="advrl",
-            ref_min_score=ref_min_score,
-            ref_max_score=ref_max_score,
-            description=description,
-        )
+        with minari_store(staging):
+            minari.create_dataset_from_buffers(
+                dataset_id=dataset_id,
+                buffer=episodes,
+                env=env_id,
+                eval_env=env_id if eval_env is None else eval_env,
+                algorithm_name=algorithm_name,
+                author="advrl",
+                author_email="advrl@localhost",
+                code_permalink="advrl",
+                ref_min_score=ref_min_score,
+                ref_max_score=ref_max_score,
+                description=description,
+            )
         if record is not None:
             record = dict(record)
             if started is not None:
@@ -180,10 +181,6 @@ def write_minari_dataset(
         os.makedirs(os.path.dirname(final), exist_ok=True)
         os.rename(os.path.join(staging, dataset_id), final)
     finally:
-        if previous is None:
-            os.environ.pop("MINARI_DATASETS_PATH", None)
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = previous
         shutil.rmtree(staging, ignore_errors=True)
     return final
 

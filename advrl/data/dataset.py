@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -66,6 +67,21 @@ def datasets_root() -> str:
     from minari.storage.datasets_root_dir import get_dataset_path
 
     return str(get_dataset_path())
+
+
+@contextmanager
+def minari_store(root: str):
+    """Point Minari's store (an environment variable) at ``root`` for a while: builds and
+    archives are written or checked in a staging folder before they land."""
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = root
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
 
 
 def _build_on_first_use(dataset_id: str) -> None:
