@@ -49,6 +49,12 @@ def test_a_packed_build_lands_whole_on_another_store_and_replaces_only_when_aske
     assert unpack(archive)["fingerprint"] == first  # the same build again: nothing to do
     assert not [p for p in store.iterdir() if p.name.startswith(".advrl-unpack-")]  # no staging left
 
+    (store / ID / "data" / "main_data.hdf5").write_bytes(b"damaged")  # a broken local build
+    with pytest.raises(DatasetError):
+        unpack(archive)
+    unpack(archive, replace=True)
+    assert local_fingerprint(ID) == first
+
     machines("empty")
     assert local_fingerprint(ID) is None
     unpack(archive)

@@ -86,7 +86,12 @@ def unpack(path: str | os.PathLike, replace: bool = False) -> dict:
     manifest = read_manifest(path)
     dataset_id, fingerprint = manifest["dataset_id"], manifest["fingerprint"]
     root = datasets_root()
-    here = local_fingerprint(dataset_id)
+    try:
+        here = local_fingerprint(dataset_id)
+    except DatasetError:  # a damaged local build: --replace is the way out
+        if not replace:
+            raise
+        here = "unreadable"
     if here == fingerprint:
         return manifest
     if here is not None and not replace:
