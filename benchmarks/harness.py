@@ -46,6 +46,7 @@ from omegaconf import OmegaConf
 
 from advrl import compare
 from advrl.data import archive
+from advrl.data.dataset import DatasetError
 from advrl.sweep import run_jobs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -278,10 +279,11 @@ def pack_datasets(suite: dict, jobs: list[Job]) -> None:
         target = dataset_archive(suite, build)
         if target.exists():
             continue
-        if archive.local_fingerprint(build[0]) != build[1]:
-            print(f"{build[0]}: this machine holds another build than {build[1]}, which parked runs need; not packed", flush=True)
+        try:
+            archive.pack(build[0], target, expect=build[1])
+        except DatasetError as err:  # this machine holds another build (or none)
+            print(f"{err} Parked runs need build {build[1]}.", flush=True)
             continue
-        archive.pack(build[0], target)
         print(f"{build[0]}: build {build[1]} packed into {target} ({target.stat().st_size / 1e6:.1f} MB)", flush=True)
 
 
@@ -289,15 +291,14 @@ def restore_dataset(suite: dict, job: Job) -> None:
     """Before a parked run is restored: install its dataset build from the suite's archive
     where this machine has none, or say how to where it has another."""
     build = trained_on(job.parked_dir)
-    if build is None or not dataset_archive(suite, build).is_file():
+    path = dataset_archive(suite, build) if build is not None else None
+    if path is None or not path.is_file():
         return
-    here = archive.local_fingerprint(build[0])
-    if here is None:
-        archive.unpack(dataset_archive(suite, build))
-        print(f"{build[0]}: build {build[1]} installed from {dataset_archive(suite, build)}", flush=True)
-    elif here != build[1]:
-        print(f"{job.name}: trained on build {build[1]} of {build[0]}, this machine has {here}; it will not resume "
-              f"until `advrl data unpack {dataset_archive(suite, build)} --replace`", flush=True)
+    try:
+        archive.unpack(path)  # nothing to do where the build is here already
+        print(f"{build[0]}: build {build[1]} in the local store ({path})", flush=True)
+    except DatasetError as err:  # another build here: the message says how to replace it
+        print(f"{job.name} will not resume on this machine's data: {err}", flush=True)
 
 
 def conclude(suite: dict, job: Job) -> None:

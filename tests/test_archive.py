@@ -36,6 +36,9 @@ def test_a_packed_build_lands_whole_on_another_store_and_replaces_only_when_aske
     archive = pack(ID, tmp_path / "first.tar.xz")
     manifest = read_manifest(archive)
     assert manifest["dataset_id"] == ID and manifest["fingerprint"] == first and manifest["packed_with"]["torch"]
+    with pytest.raises(DatasetError, match=f"fingerprint {first}, not {'0' * 16}: not packed"):
+        pack(ID, tmp_path / "other.tar.xz", expect="0" * 16)
+    assert not (tmp_path / "other.tar.xz").exists()
 
     store = machines("second")
     second = local_fingerprint(ID)

@@ -36,9 +36,10 @@ def default_name(dataset_id: str, fingerprint: str) -> str:
     return f"{dataset_id.replace('/', '__')}-{fingerprint}.tar.xz"
 
 
-def pack(dataset_id: str, out: str | os.PathLike | None = None) -> Path:
+def pack(dataset_id: str, out: str | os.PathLike | None = None, expect: str | None = None) -> Path:
     """Write the local build of ``dataset_id`` to ``out`` (default: ``<id>-<fingerprint>.tar.xz``
-    here); the file appears whole or not at all."""
+    here); the file appears whole or not at all. With ``expect``, a local build of another
+    fingerprint is an error instead."""
     from advrl import provenance
 
     fingerprint = local_fingerprint(dataset_id)
@@ -47,6 +48,8 @@ def pack(dataset_id: str, out: str | os.PathLike | None = None) -> Path:
             f"Dataset {dataset_id!r} is not in the local Minari store ({datasets_root()}): "
             f"build it (`advrl data make {dataset_id}`) or unpack an archive of it first."
         )
+    if expect is not None and fingerprint != expect:
+        raise DatasetError(f"The local build of {dataset_id} has content fingerprint {fingerprint}, not {expect}: not packed.")
     out = Path(out) if out is not None else Path(default_name(dataset_id, fingerprint))
     out.parent.mkdir(parents=True, exist_ok=True)
     manifest = json.dumps({"format": FORMAT, "dataset_id": dataset_id, "fingerprint": fingerprint,
@@ -70,7 +73,8 @@ def read_manifest(path: str | os.PathLike) -> dict:
     """The archive's manifest: dataset id, content fingerprint, the software that packed it."""
     try:
         with tarfile.open(path, "r:xz") as tar:
-            handle = tar.extractfile(MANIFEST)
+            first = tar.next()  # pack writes the manifest first: no need to scan the whole archive
+            handle = tar.extractfile(first) if first is not None and first.name == MANIFEST else None
             manifest = json.loads(handle.read()) if handle is not None else None
     except (OSError, tarfile.TarError, KeyError, json.JSONDecodeError, EOFError) as err:
         raise DatasetError(f"{path} is not a readable advrl dataset archive ({err}); pack it again with `advrl data pack ID`.") from err
