@@ -5,12 +5,26 @@ A component is an ``nn.Module`` with
 * a ``Config`` dataclass: every knob with its type, default and a one-line help
   (``option(...)``); fields made with ``slot(...)`` name another component of the recipe
   (e.g. the critic a constraint evaluates);
-* ``reads`` / ``writes``: the batch keys (TensorDict keys, ``"next.observation"`` for
-  nested ones) that :meth:`compute` reads and writes. ``{field}`` in a key is replaced by
-  that config field, so a selector's output key can be renamed from the recipe;
-* :meth:`compute`, for components that take part in an update: it reads the step's batch
-  and returns new keys; keys starting with ``loss_`` are objectives to minimise, the rest
-  are diagnostics or inputs of later terms.
+* its contract, four declared namespaces of keys (``"next.observation"`` names a nested
+  TensorDict key; ``{field}`` in a key is replaced by that config field):
+
+  - ``reads``: the per-sample batch keys :meth:`compute` reads;
+  - ``writes``: the per-sample batch keys it returns (leading dimension = batch size),
+    stored in the batch for later terms;
+  - ``losses``: the scalar objectives it returns (``loss_*``), minimised by the update's
+    optimisers;
+  - ``logs``: the scalar diagnostics it returns, logged every ``train.log_every`` steps.
+
+  The contract is enforced: a declaration in the wrong namespace fails when the class is
+  defined, what :meth:`compute` returns is checked against it on the first step (a key
+  returned but not declared, declared but not returned, or of the wrong shape is an error
+  naming the component and the key), and the data-flow check refuses a term that reads
+  a logged scalar as a batch key;
+* :meth:`compute`, for components that take part in an update.
+
+Every declared key can be renamed from the recipe (``components.<slot>.keys: {advantage:
+advantage_iql}``), as torchrl's ``set_keys`` does for its losses, so one recipe can hold two
+components of one kind that write the same default key.
 """
 
 from __future__ import annotations
@@ -24,6 +38,8 @@ from typing import Any, ClassVar
 import torch
 from tensordict import TensorDict
 from torch import nn
+
+from advrl.recipe import RecipeError
 
 
 @dataclass(frozen=True)
@@ -57,8 +73,29 @@ def tdkey(key: str) -> str | tuple[str, ...]:
     return parts if len(parts) > 1 else key
 
 
+def _check_declarations(cls: type) -> None:
+    """A plug-in author learns of a key declared in the wrong namespace when the class is
+    defined: losses are what the update optimises, and it finds them by this prefix."""
+    where = f"{cls.__module__}.{cls.__qualname__}"
+    for namespace in ("reads", *NAMESPACES):
+        if isinstance(getattr(cls, namespace), str):
+            raise ContractError(f"{where}.{namespace} must be a tuple of keys, not the string {getattr(cls, namespace)!r}.")
+    misplaced = [(ns, k) for ns in ("writes", "logs") for k in getattr(cls, ns) if k.startswith("loss_")]
+    misplaced += [("losses", k) for k in cls.losses if not k.startswith("loss_")]
+    for namespace, key in misplaced:
+        fix = "declare it in `losses`" if namespace != "losses" else "name it loss_* or declare it in `writes`/`logs`"
+        raise ContractError(f"{where} declares {key!r} in `{namespace}`: {fix} (losses are exactly the loss_* keys).")
+
+
+class ContractError(RecipeError):
+    """A component whose declarations, or whose outputs, break its declared contract."""
+
+
+NAMESPACES = ("writes", "losses", "logs")  # where what compute() returns goes
+
+
 class Component(nn.Module):
-    """Base of all components; subclasses set ``Config``, ``reads``, ``writes``."""
+    """Base of all components; subclasses set ``Config``, ``reads``, ``writes``, ``losses``, ``logs``."""
 
     kind: ClassVar[str] = ""
     name: ClassVar[str] = ""
@@ -69,12 +106,19 @@ class Component(nn.Module):
 
     reads: ClassVar[tuple[str, ...]] = ()
     writes: ClassVar[tuple[str, ...]] = ()
+    losses: ClassVar[tuple[str, ...]] = ()
+    logs: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _check_declarations(cls)
 
     def __init__(self, config: Any, spec: DataSpec):
         super().__init__()
         self.config = config
         self.spec = spec
         self._slots: dict[str, Component] = {}
+        self._renames: dict[str, str] = {}
 
     # ---- declared keys ---------------------------------------------------------------
     @classmethod
@@ -87,11 +131,42 @@ class Component(nn.Module):
                 resolved.append(key)
         return resolved
 
+    def declared(self, namespace: str) -> list[str]:
+        """The keys of one namespace (``reads``, ``writes``, ``losses``, ``logs``) as the
+        component itself names them: templates filled in, recipe renames not applied."""
+        return self._resolve(getattr(type(self), namespace), self.config)
+
+    def renamed(self, key: str) -> str:
+        """The batch (or log) key the recipe stores ``key`` under."""
+        return self._renames.get(key, key)
+
     def read_keys(self) -> list[str]:
-        return self._resolve(self.reads, self.config)
+        return [self.renamed(k) for k in self.declared("reads")]
 
     def write_keys(self) -> list[str]:
-        return self._resolve(self.writes, self.config)
+        """Per-sample batch keys written for later terms."""
+        return [self.renamed(k) for k in self.declared("writes")]
+
+    def loss_keys(self) -> list[str]:
+        return [self.renamed(k) for k in self.declared("losses")]
+
+    def log_keys(self) -> list[str]:
+        return [self.renamed(k) for k in self.declared("logs")]
+
+    def rename_keys(self, mapping: Mapping[str, str]) -> None:
+        """Store declared keys under other names (the recipe's ``components.<slot>.keys``)."""
+        declared = {key: ns for ns in ("reads", *NAMESPACES) for key in self.declared(ns)}
+        for old, new in mapping.items():
+            if old not in declared:
+                raise ContractError(
+                    f"keys.{old}: {self.kind} {self.name!r} declares no key {old!r} "
+                    f"(it declares {', '.join(declared) or 'none'})."
+                )
+            if not isinstance(new, str) or not new:
+                raise ContractError(f"keys.{old}: the new name must be a non-empty string, got {new!r}.")
+            if declared[old] == "losses" and not new.startswith("loss_"):
+                raise ContractError(f"keys.{old}: a loss keeps the prefix 'loss_' (got {new!r}).")
+        self._renames = dict(mapping)
 
     @classmethod
     def default_config(cls) -> Any:
@@ -101,9 +176,16 @@ class Component(nn.Module):
             return None
 
     @classmethod
-    def default_writes(cls) -> list[str]:
+    def default_keys(cls, namespace: str) -> list[str]:
+        """One namespace's keys under the default config (templates shown as written when the
+        config has required fields)."""
         config = cls.default_config()
-        return cls._resolve(cls.writes, config) if config is not None else list(cls.writes)
+        templates = getattr(cls, namespace)
+        return cls._resolve(templates, config) if config is not None else list(templates)
+
+    @classmethod
+    def default_writes(cls) -> list[str]:
+        return cls.default_keys("writes")
 
     # ---- references to other components ---------------------------------------------
     @classmethod
@@ -162,7 +244,7 @@ class Component(nn.Module):
 
 
 def describe(cls: type[Component]) -> str:
-    """Human-readable card: doc, config fields with defaults, keys read and written."""
+    """Human-readable card: doc, config fields with defaults, and the declared keys."""
     lines = [f"{cls.kind} {cls.name!r}  ({cls.__module__}.{cls.__qualname__})", ""]
     doc = inspect.cleandoc(cls.__doc__ or "")
     if doc:
@@ -180,8 +262,7 @@ def describe(cls: type[Component]) -> str:
         lines.append(f"  {f.name}: {type_name} = {default}{ref}")
         if f.metadata.get("help"):
             lines.append(f"      {f.metadata['help']}")
-    config = cls.default_config()
-    reads = cls._resolve(cls.reads, config) if config is not None else list(cls.reads)
-    lines.append(f"reads:  {', '.join(reads) or '-'}")
-    lines.append(f"writes: {', '.join(cls.default_writes()) or '-'}")
+    labels = {"reads": "reads (batch)", "writes": "writes (batch)", "losses": "losses", "logs": "logs (scalars)"}
+    for namespace, label in labels.items():
+        lines.append(f"{label + ':':<16}{', '.join(cls.default_keys(namespace)) or '-'}")
     return "\n".join(lines)

@@ -277,6 +277,11 @@ def _structured_merge(schema: Any, user: Any, where: str) -> DictConfig:
         raise RecipeError(f"Recipe key {path!r} has the wrong type: {str(err.msg).splitlines()[0]}") from None
 
 
+# keys of a components.<slot> entry that place the slot in the recipe rather than configure
+# its component: kind, registered name, and renames of its declared batch/log keys
+SLOT_KEYS = ("name", "kind", "keys")
+
+
 def component_kind(slot_name: str, entry: DictConfig) -> str:
     kind = entry.get("kind")
     if kind is None:
@@ -306,7 +311,7 @@ def component_config(slot_name: str, entry: DictConfig, instantiate: bool = True
     except registry.RegistryError as err:
         raise RecipeError(f"{where}.name: {err}") from None
     values = OmegaConf.to_container(entry, resolve=instantiate)
-    fields = OmegaConf.create({k: v for k, v in values.items() if k not in ("name", "kind")})
+    fields = OmegaConf.create({k: v for k, v in values.items() if k not in SLOT_KEYS})
     allowed = [f.name for f in dataclasses.fields(cls.Config)]
     for key in fields:
         if key not in allowed:

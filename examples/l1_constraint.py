@@ -24,7 +24,7 @@ class BCL1(Component):
         weight: float = option(1.0, "weight of the term; larger -> closer to the data")
 
     reads = ("action", "policy_action")  # batch keys used: the dataset action, the actor's output
-    writes = ("loss_bc_l1",)  # loss_* keys are minimised by the update that lists this term
+    losses = ("loss_bc_l1",)  # minimised by the update that lists this term
 
     def compute(self, td, step):
         return {"loss_bc_l1": self.config.weight * (td["policy_action"] - td["action"]).abs().mean()}

@@ -16,7 +16,7 @@ def test_components_lists_kinds_and_describes_one(capsys):
     assert "constraint" in out and "bc_mse" in out and "q_ensemble" in out
     assert main(["components", "objective", "td3_actor"]) == 0
     card = capsys.readouterr().out
-    assert "alpha: float = 2.5" in card and "writes: loss_actor, lambda" in card
+    assert "alpha: float = 2.5" in card and "losses:         loss_actor" in card and "logs (scalars): lambda" in card
 
 
 def test_unknown_component_is_an_error_with_close_match(capsys):

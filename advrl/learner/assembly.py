@@ -19,6 +19,7 @@ def build_components(recipe: DictConfig, spec: DataSpec, bind: bool = True) -> d
         cls, config = component_config(slot_name, entry)
         try:
             components[slot_name] = cls(config, spec)
+            components[slot_name].rename_keys(dict(entry.get("keys") or {}))
         except (ValueError, TypeError) as err:
             raise RecipeError(f"components.{slot_name} ({cls.kind} {cls.name!r}): {err}") from err
     if bind:
@@ -50,31 +51,17 @@ def check_data_flow(recipe: DictConfig, components: dict[str, Component], datase
     """Raise unless every key a term reads is available when it runs; return the dataset keys read."""
     dataset_reads: set[str] = set()
     written: dict[str, tuple[str, tuple] | None] = {key: None for key in dataset_keys}  # None: the dataset
+    scalars: dict[str, str] = {}  # logged scalars and losses -> the slot returning them
     for update_name, update in recipe.updates.items():
         schedule = _schedule(update)
-        update_losses: list[str] = []
+        returned: dict[str, str] = {}  # loss/log key -> slot, within this update
         for slot_name in update.terms:
-            component = components[slot_name]
-            if not component.is_term:
-                raise RecipeError(
-                    f"updates.{update_name}.terms lists {slot_name!r} ({component.kind} {component.name!r}), "
-                    "which computes nothing on a batch; list only terms (actors, objectives, constraints, "
-                    "values, behaviour models, coefficients, advantages, selectors)."
-                )
+            component = _term(components, update_name, slot_name)
             for key in component.read_keys():
-                if key not in written:
-                    providers = registry.kinds_providing(key)
-                    hint = f" Components that write it: {', '.join(providers)}." if providers else ""
-                    raise RecipeError(
-                        f"components.{slot_name} ({component.kind} {component.name!r}) reads batch key {key!r}, "
-                        f"which neither the dataset nor any earlier term of the recipe writes "
-                        f"(checked up to updates.{update_name}).{hint} Add such a component and list it in "
-                        f"updates.{update_name}.terms before {slot_name!r}."
-                    )
-                producer = written[key]
+                producer = _producer(written, scalars, update_name, slot_name, component, key)
                 if producer is None:
                     dataset_reads.add(key)
-                if producer is not None and producer[0] != update_name and not _covers(producer[1], schedule):
+                elif producer[0] != update_name and not _covers(producer[1], schedule):
                     raise RecipeError(
                         f"components.{slot_name} in updates.{update_name} reads {key!r}, written in updates."
                         f"{producer[0]}, which does not run at every step {update_name!r} runs "
@@ -83,17 +70,14 @@ def check_data_flow(recipe: DictConfig, components: dict[str, Component], datase
                     )
             for key in component.write_keys():
                 written[key] = (update_name, schedule)
-                if key.startswith("loss_"):
-                    update_losses.append(key)
-        if not update_losses:
-            raise RecipeError(f"updates.{update_name} computes no loss_* term, so it has nothing to optimise.")
-        for slot_name, opt in update.optimize.items():
-            unknown = [k for k in (opt.losses or []) if k not in update_losses]
-            if unknown:
-                raise RecipeError(
-                    f"updates.{update_name}.optimize.{slot_name}.losses names {', '.join(unknown)}, not computed in "
-                    f"this update (its losses: {', '.join(update_losses)})."
-                )
+            for key in component.loss_keys() + component.log_keys():
+                if key in returned:
+                    raise RecipeError(
+                        f"updates.{update_name}: components.{returned[key]} and components.{slot_name} both return "
+                        f"{key!r}, so one would be lost. Rename one (components.{slot_name}.keys: {{{key}: <new name>}})."
+                    )
+                returned[key] = scalars[key] = slot_name
+        _check_optimised_losses(update_name, update, [k for k in returned if k.startswith("loss_")])
         for slot_name in update.update_targets:
             if not hasattr(components[slot_name], "target_net") or components[slot_name].target_net is None:
                 raise RecipeError(
@@ -101,6 +85,48 @@ def check_data_flow(recipe: DictConfig, components: dict[str, Component], datase
                     f"(set components.{slot_name}.target=true if it supports one)."
                 )
     return dataset_reads
+
+
+def _term(components: dict[str, Component], update_name: str, slot_name: str) -> Component:
+    component = components[slot_name]
+    if not component.is_term:
+        raise RecipeError(
+            f"updates.{update_name}.terms lists {slot_name!r} ({component.kind} {component.name!r}), "
+            "which computes nothing on a batch; list only terms (actors, objectives, constraints, "
+            "values, behaviour models, coefficients, advantages, selectors)."
+        )
+    return component
+
+
+def _producer(written: dict, scalars: dict, update_name: str, slot_name: str, component: Component, key: str):
+    """Who writes batch key ``key`` (None: the dataset), or the error for a key nobody writes."""
+    if key in written:
+        return written[key]
+    where = f"components.{slot_name} ({component.kind} {component.name!r}) reads batch key {key!r}"
+    if key in scalars:
+        raise RecipeError(
+            f"{where}, but components.{scalars[key]} returns {key!r} as a scalar (a loss or a logged value), "
+            "not a per-sample batch key; read a key that some term declares in `writes`."
+        )
+    providers = registry.kinds_providing(key)
+    hint = f" Components that write it: {', '.join(providers)}." if providers else ""
+    raise RecipeError(
+        f"{where}, which neither the dataset nor any earlier term of the recipe writes "
+        f"(checked up to updates.{update_name}).{hint} Add such a component and list it in "
+        f"updates.{update_name}.terms before {slot_name!r}."
+    )
+
+
+def _check_optimised_losses(update_name: str, update, update_losses: list[str]) -> None:
+    if not update_losses:
+        raise RecipeError(f"updates.{update_name} computes no loss_* term, so it has nothing to optimise.")
+    for slot_name, opt in update.optimize.items():
+        unknown = [k for k in (opt.losses or []) if k not in update_losses]
+        if unknown:
+            raise RecipeError(
+                f"updates.{update_name}.optimize.{slot_name}.losses names {', '.join(unknown)}, not computed in "
+                f"this update (its losses: {', '.join(update_losses)})."
+            )
 
 
 def build_updates(

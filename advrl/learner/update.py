@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from tensordict import TensorDict
 
-from advrl.component import Component, tdkey
+from advrl.component import Component, ContractError, tdkey
 from advrl.device import fused_optimizers_supported
 from advrl.learner.fused_adam import FusedAdam, clip_grad_norm
 from advrl.recipe import OptimizerConfig, UpdateConfig, component_config
@@ -53,6 +53,59 @@ def make_lr_scheduler(optimizer, schedule_cfg: dict | None, spec):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule.value(step))
 
 
+def _routes(term: Component) -> dict[str, tuple[str | tuple[str, ...], bool]]:
+    """Where each key ``term.compute`` returns goes: (batch key or scalar name, per-sample?)."""
+    routes = {key: (tdkey(term.renamed(key)), True) for key in term.declared("writes")}
+    routes.update({key: (term.renamed(key), False) for ns in ("losses", "logs") for key in term.declared(ns)})
+    return routes
+
+
+class _RenamedReads:
+    """The batch as a term that reads renamed keys sees it: its own key names, the recipe's data."""
+
+    __slots__ = ("_td", "_names")
+
+    def __init__(self, td: TensorDict, names: dict):
+        self._td, self._names = td, names
+
+    def __getitem__(self, key):
+        return self._td[self._names.get(key, key)]
+
+
+def _read_view(term: Component):
+    """None when the term reads its keys under their own names (the batch is passed as is)."""
+    names = {tdkey(k): tdkey(term.renamed(k)) for k in term.declared("reads") if term.renamed(k) != k}
+    return None if not names else (lambda td: _RenamedReads(td, names))
+
+
+def check_outputs(where: str, term: Component, out: dict, batch_size: torch.Size) -> None:
+    """What ``compute`` returned must be exactly what the component declares, with the
+    declared shapes: a loss returned but not declared would silently go untrained."""
+    label = f"{where} ({term.kind} {term.name!r})"
+    namespaces = {key: ns for ns in ("writes", "losses", "logs") for key in term.declared(ns)}
+    for key in out:
+        if key not in namespaces:
+            where_to = "`losses` (optimised)" if key.startswith("loss_") else "`writes` (per-sample batch key) or `logs` (scalar)"
+            raise ContractError(f"{label} returned {key!r}, which it does not declare; declare it in {where_to}.")
+    missing = [key for key in namespaces if key not in out]
+    if missing:
+        raise ContractError(f"{label} declares {', '.join(map(repr, missing))} but did not return it.")
+    for key, value in out.items():
+        per_sample = namespaces[key] == "writes"
+        if not isinstance(value, torch.Tensor):
+            raise ContractError(f"{label} returned {key!r} as {type(value).__name__}, not a tensor.")
+        if per_sample and (value.dim() == 0 or value.shape[: len(batch_size)] != batch_size):
+            raise ContractError(
+                f"{label} declares {key!r} in `writes` (per-sample, leading shape {list(batch_size)}) but returned "
+                f"shape {list(value.shape)}; declare a scalar in `logs`."
+            )
+        if not per_sample and value.dim() != 0:
+            raise ContractError(
+                f"{label} declares {key!r} in `{namespaces[key]}` (a scalar) but returned shape {list(value.shape)}; "
+                "reduce it (e.g. .mean()) or declare a per-sample key in `writes`."
+            )
+
+
 class UpdateStage:
     def __init__(self, name: str, cfg: UpdateConfig, components: dict[str, Component], device: torch.device):
         self.name = name
@@ -70,26 +123,30 @@ class UpdateStage:
             losses = list(opt_cfg.losses) if opt_cfg.losses is not None else None
             clip = float(opt_cfg.clip_grad_norm) if opt_cfg.clip_grad_norm is not None else None
             self.groups.append(ParamGroup(slot_name, params, optimizer, losses, clip, scheduler))
-        self.loss_keys = self._loss_keys()
+        self.loss_keys = [k for _, term in self.terms for k in term.loss_keys()]
+        self._routes = [_routes(term) for _, term in self.terms]
+        self._views = [_read_view(term) for _, term in self.terms]
+        self._outputs_checked = False
         self._first_bad_step = torch.full((len(self.loss_keys),), -1, dtype=torch.long, device=device)
-
-    def _loss_keys(self) -> list[str]:
-        keys = [k for _, term in self.terms for k in term.write_keys() if k.startswith("loss_")]
-        return list(dict.fromkeys(keys))
 
     def active(self, step: int) -> bool:
         return step % self.every == 0 and step > self.start and (self.stop is None or step <= self.stop)
 
     def run(self, td: TensorDict, step: int, step_tensor: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One update on batch ``td``; per-sample outputs are written into ``td`` for later
-        terms, scalar outputs (losses, diagnostics) are returned."""
+        """One update on batch ``td``: each term's declared batch keys are written into ``td``
+        for later terms; its losses and logged scalars are returned."""
         scalars: dict[str, torch.Tensor] = {}
-        for _, term in self.terms:
-            for key, value in term.compute(td, step).items():
-                if value.dim() == 0:
-                    scalars[key] = value
+        for (slot_name, term), routes, view in zip(self.terms, self._routes, self._views):
+            out = term.compute(td if view is None else view(td), step)
+            if not self._outputs_checked:  # the contract is checked once, on the first step
+                check_outputs(f"updates.{self.name}: components.{slot_name}", term, out, td.batch_size)
+            for key, value in out.items():
+                target, per_sample = routes[key]
+                if per_sample:
+                    td.set(target, value)
                 else:
-                    td.set(tdkey(key), value)
+                    scalars[target] = value
+        self._outputs_checked = True
         losses = [scalars[k] for k in self.loss_keys]
         # every group's gradient is taken before any parameter moves: all losses of an update
         # see the parameters from before it (CORL's CQL steps alpha, actor, critic this way)
@@ -126,8 +183,8 @@ class UpdateStage:
             step, key = min(bad)
             raise NonFiniteLossError(
                 f"Loss {key!r} of update {self.name!r} became non-finite (NaN or inf) at step {step}. "
-                "The run stopped; its last checkpoint is intact. Lower the learning rate, enable "
-                "clip_grad_norm, or check the data for NaNs."
+                "The run stopped without checkpointing anything computed from then on (earlier checkpoints, if any, "
+                "are intact). Lower the learning rate or enable clip_grad_norm."
             )
 
     def state_dict(self) -> dict:

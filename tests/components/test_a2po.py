@@ -79,7 +79,7 @@ def test_cvae_defaults_follow_a2po():
     assert cvae.encoder[0].in_features == 4 + 1 + 3 and cvae.encoder[-1].out_features == 2 * 6
     assert cvae.decoder[0].in_features == 4 + 1 + 6 and cvae.decoder[-1].out_features == 3
     assert cvae.read_keys() == ["observation", "action", "xi"]
-    assert cvae.write_keys() == ["loss_behavior", "behavior_kl"]
+    assert cvae.write_keys() == [] and cvae.loss_keys() == ["loss_behavior"] and cvae.log_keys() == ["behavior_kl"]
     wide = make("behavior", "cvae", DataSpec(obs_dim=4, action_dim=3), hidden_sizes=[8], condition_dim=2, latent_dim=5)
     assert wide.encoder[0].in_features == 4 + 2 + 3 and wide.decoder[0].in_features == 4 + 2 + 5
 
@@ -457,7 +457,7 @@ def test_td_value_loss_by_hand():
     assert not out["state_value"].requires_grad
     grads = torch.autograd.grad(out["loss_value"], [y, *value.parameters()], allow_unused=True)
     assert grads[0] is None and all(g is not None for g in grads[1:])
-    assert value.read_keys() == ["observation", "td_target"] and value.write_keys() == ["loss_value", "state_value"]
+    assert value.read_keys() == ["observation", "td_target"] and value.write_keys() == ["state_value"] and value.loss_keys() == ["loss_value"]
     assert make("value", "td", SPEC1).config.hidden_sizes == [256, 256, 256]
 
 

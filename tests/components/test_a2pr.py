@@ -104,7 +104,7 @@ def test_vae_loss_by_hand_unweighted():
     close(out["loss_behavior"], 1.5 * 2.3125 / 6 + 0.5 * kl)
     assert out["loss_behavior"].requires_grad and not out["behavior_kl"].requires_grad
     assert vae.read_keys() == ["observation", "action"]
-    assert set(out) == set(vae.write_keys()) == {"loss_behavior", "behavior_kl"}
+    assert vae.loss_keys() == ["loss_behavior"] and vae.log_keys() == ["behavior_kl"] and set(out) == {"loss_behavior", "behavior_kl"}
 
 
 def test_vae_loss_by_hand_weighted():
@@ -309,10 +309,14 @@ GATE_AND = [1, 0, 0, 0, 0, 0, 1]
 GATE_DATA_ONLY = [1, 0, 0, 1, 0, 0, 1]  # behavior: null -> 1[A(a) > 0]
 
 
-def _adaptive(behavior="behavior", **cfg):
+def _adaptive(behavior="behavior", q="q1", **cfg):
     critic = make("critic", "q_ensemble", SPEC1, num_q=2, hidden_sizes=[])
     set_linear_critic(critic, [[0.0, 1.0], [0.0, -1.0]], [0.0, 0.0])
-    comps = {"critic": critic, "constraint": make("constraint", "a2pr_adaptive", SPEC1, behavior=behavior, **cfg)}
+    comps = {
+        "critic": critic,
+        "advantage": make("advantage", "q_minus_v", SPEC1, q=q, use_target_critic=False),
+        "constraint": make("constraint", "a2pr_adaptive", SPEC1, behavior=behavior, **cfg),
+    }
     if behavior is not None:
         comps["behavior"] = AffineBehavior(AffineBehavior.Config(), SPEC1)
     return bind_all(comps)
@@ -347,7 +351,8 @@ def test_adaptive_default_target_gate_and_loss_by_hand():
     close(out["bc_gate"], t(GATE_OR))
     close(out["loss_bc"], 0.5 * 2.4375 / 7)
     close(out["loss_bc"], _expected_bc(PICK_TIES_TO_BEHAVIOR, GATE_OR, 0.5))
-    assert set(out) == set(comps["constraint"].write_keys())
+    assert comps["constraint"].loss_keys() == ["loss_bc"]
+    assert set(out) == {"loss_bc", *comps["constraint"].write_keys()} == {"loss_bc", "bc_gate", "target_is_behavior"}
 
 
 def test_adaptive_ties_to_dataset_action():
@@ -385,7 +390,7 @@ def test_adaptive_weight_scales_loss_not_gate():
 
 
 def test_adaptive_q_reduction():
-    """q: min uses min(Q_0, Q_1) = -|a~|: A(a~) = [-0.25, -1, -0.25, -0.5, -0.5, -0.75, -0.75]."""
+    """The advantage estimator's q: min uses min(Q_0, Q_1) = -|a~|: A(a~) = [-0.25, -1, -0.25, -0.5, -0.5, -0.75, -0.75]."""
     out = _adaptive(q="min")["constraint"].compute(_adaptive_batch(), 1)
     close(out["target_is_behavior"], t([0, 0, 1, 0, 1, 0, 0]))
     close(out["bc_gate"], t([1, 0, 0, 1, 0, 0, 1]))
@@ -457,7 +462,9 @@ def test_adaptive_gradient_through_real_vae():
     )
     grads, outs = {}, {}
     for detach in (False, True):
-        comps = bind_all({"critic": critic, "behavior": vae, "c": make("constraint", "a2pr_adaptive", spec, detach_target=detach)})
+        advantage = make("advantage", "q_minus_v", spec, q="q1", use_target_critic=False)
+        constraint = make("constraint", "a2pr_adaptive", spec, detach_target=detach)
+        comps = bind_all({"critic": critic, "behavior": vae, "advantage": advantage, "c": constraint})
         p = policy_action.clone().requires_grad_()
         td["policy_action"] = p
         torch.manual_seed(5)

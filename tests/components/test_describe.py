@@ -59,27 +59,28 @@ def test_describe_lists_fields_and_keys(kind, name):
         if f.metadata.get("help"):
             assert f"      {f.metadata['help']}" in lines
     config = cls.Config()
-    reads = cls._resolve(cls.reads, config)
-    writes = cls._resolve(cls.writes, config)
-    assert f"reads:  {', '.join(reads) or '-'}" in lines
-    assert f"writes: {', '.join(writes) or '-'}" in lines
+    labels = {"reads": "reads (batch):", "writes": "writes (batch):", "losses": "losses:", "logs": "logs (scalars):"}
+    for namespace, label in labels.items():
+        keys = cls._resolve(getattr(cls, namespace), config)
+        assert f"{label:<16}{', '.join(keys) or '-'}" in lines
 
 
 def test_describe_examples():
     """Concrete cards: optional keys switched off disappear, templated keys resolve."""
     bc = describe(registry.get("constraint", "bc_mse"))
-    assert "reads:  action, policy_action" in bc.splitlines()
-    assert "writes: loss_bc" in bc.splitlines()
+    assert "reads (batch):  action, policy_action" in bc.splitlines()
+    assert "losses:         loss_bc" in bc.splitlines()
+    assert "writes (batch): -" in bc.splitlines()
     assert "  coefficient_key: str | None = None" in bc.splitlines()
     coef = describe(registry.get("coefficient", "constant")).splitlines()
-    assert "writes: coefficient" in coef
+    assert "writes (batch): coefficient" in coef
     cql = describe(registry.get("constraint", "cql_penalty")).splitlines()
     assert "  critic: str = 'critic' -> critic slot" in cql
     assert "  n_actions: int = 10" in cql
-    assert "reads:  observation, action, next.observation" in cql
-    assert "writes: loss_cql, cql_diff" in cql
+    assert "reads (batch):  observation, action, next.observation" in cql
+    assert "writes (batch): cql_diff" in cql and "losses:         loss_cql" in cql
     sched = describe(registry.get("schedule", "linear")).splitlines()
-    assert "reads:  -" in sched and "writes: -" in sched
+    assert "reads (batch):  -" in sched and "writes (batch): -" in sched and "losses:         -" in sched
 
 
 def test_read_write_keys_follow_config():

@@ -53,15 +53,16 @@ def cql_components():
 
 
 def replay(components, terms, td, step=1):
-    """Compute ``terms`` in order on ``td`` like an update does (per-sample outputs go into the
-    batch for later terms) and return the scalar outputs."""
+    """Compute ``terms`` in order on ``td`` like an update does (declared per-sample outputs go
+    into the batch for later terms) and return the losses and logged scalars."""
     scalars = {}
     for name in terms:
+        per_sample = set(components[name].declared("writes"))
         for key, value in components[name].compute(td, step).items():
-            if value.dim() == 0:
-                scalars[key] = value
-            else:
+            if key in per_sample:
                 td.set(tdkey(key), value)
+            else:
+                scalars[key] = value
     return scalars
 
 

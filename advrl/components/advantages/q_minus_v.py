@@ -31,10 +31,14 @@ class QMinusV(Component):
     reads = ("observation", "action", "state_value", "{q_key}")
     writes = ("advantage",)
 
-    def compute(self, td, step):
+    def estimate(self, observation: torch.Tensor, action: torch.Tensor, state_value: torch.Tensor) -> torch.Tensor:
+        """A(s, a) for any actions (e.g. A2PR's reconstructed policy action), no gradient."""
         cfg = self.config
-        if cfg.q_key is not None:
-            return {"advantage": td[cfg.q_key].detach() - td["state_value"]}
         with torch.no_grad():
-            q = self.ref("critic").q(td["observation"], td["action"], reduce=cfg.q, target=cfg.use_target_critic)
-        return {"advantage": q - td["state_value"]}
+            q = self.ref("critic").q(observation, action, reduce=cfg.q, target=cfg.use_target_critic)
+        return q - state_value
+
+    def compute(self, td, step):
+        if self.config.q_key is not None:
+            return {"advantage": td[self.config.q_key].detach() - td["state_value"]}
+        return {"advantage": self.estimate(td["observation"], td["action"], td["state_value"])}

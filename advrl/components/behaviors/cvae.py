@@ -38,7 +38,8 @@ class CVAE(Component):
         prior_clip: float = option(0.5, "clip of prior samples in decode() without z")
 
     reads = ("observation", "action", "{condition_key}", "{weight_key}")
-    writes = ("loss_behavior", "behavior_kl")
+    losses = ("loss_behavior",)
+    logs = ("behavior_kl",)
 
     def __init__(self, config: Config, spec):
         super().__init__(config, spec)

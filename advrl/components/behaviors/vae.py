@@ -40,7 +40,8 @@ class VAE(Component):
         prior_clip: float = option(0.5, "clip of prior samples in decode() (BCQ: 0.5)")
 
     reads = ("observation", "action", "{weight_key}")
-    writes = ("loss_behavior", "behavior_kl")
+    losses = ("loss_behavior",)
+    logs = ("behavior_kl",)
 
     def __init__(self, config: Config, spec):
         super().__init__(config, spec)

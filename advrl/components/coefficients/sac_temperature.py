@@ -26,7 +26,8 @@ class SACTemperature(Component):
         multiplier: float = option(1.0, "constant factor on alpha (CORL alpha_multiplier)")
 
     reads = ("policy_log_prob",)
-    writes = ("loss_temperature", "entropy_coef")
+    writes = ("entropy_coef",)
+    losses = ("loss_temperature",)
 
     def __init__(self, config: Config, spec):
         super().__init__(config, spec)

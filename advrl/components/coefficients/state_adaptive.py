@@ -52,7 +52,9 @@ class StateAdaptiveCoefficient(Component):
         out_key: str = option("coefficient", "batch key written with beta(s)")
 
     reads = ("observation", "action", "policy_action", "{select_key}")
-    writes = ("{out_key}", "loss_coefficient", "coefficient_gap", "coefficient_mean", "coefficient_n")
+    writes = ("{out_key}", "coefficient_gap")
+    losses = ("loss_coefficient",)
+    logs = ("coefficient_mean", "coefficient_n")
 
     def __init__(self, config: Config, spec):
         super().__init__(config, spec)

@@ -21,8 +21,10 @@ class A2PRAdaptive(Component):
         g = weight * 1[A(s, a~) >= 0  or  A(s, a) > 0]
         loss = mean_{B x A}( g * (pi(s) - t)^2 )
 
-    Reads A(s, a) from ``advantage`` and V(s) from ``state_value``; A(s, a~) uses the critic
-    (first member, ``q``). Defaults reproduce the official code, each a documented switch:
+    Reads A(s, a) from the batch key ``advantage`` and V(s) from ``state_value``; A(s, a~) is
+    evaluated by the advantage estimator named by ``advantage`` (official: Q1(s, a~) - V(s) with
+    the online critic, the estimator that also writes A(s, a): ltlhuuu/A2PR, A2PR.py,
+    ``train``). Defaults reproduce the official code, each a documented switch:
     ties go to a~ (``ties_to_behavior``), the gate is an OR (``gate``), and t is not detached
     (``detach_target``: the BC gradient also flows through the VAE reconstruction into pi(s);
     only the actor's parameters are stepped). With ``behavior: null`` the target is always
@@ -31,19 +33,23 @@ class A2PRAdaptive(Component):
 
     @dataclass
     class Config:
-        critic: str = slot("critic", "critic", "critic for A(s, a~)")
+        advantage: str | None = slot(
+            "advantage", "advantage", "advantage estimator evaluating A(s, a~); null only with behavior: null", needs=("estimate",)
+        )
         behavior: str | None = slot("behavior", "behavior", "behaviour model reconstructing pi(s); null: none", needs=("reconstruct",))
         weight: float = option(0.5, "BC weight (A2PR's `mask`, per-dataset in the paper's settings)")
-        q: str = option("q1", "ensemble reduction for A(s, a~): q1 (official), min or mean")
         ties_to_behavior: bool = option(True, "A(s, a~) == A(s, a) picks a~ (official) instead of a")
         gate: str = option("or", "or (official): BC where either action beats V(s); and; none: always")
         detach_target: bool = option(False, "stop the gradient through the target (official: false)")
 
     reads = ("observation", "action", "policy_action", "state_value", "advantage")
-    writes = ("loss_bc", "bc_gate", "target_is_behavior")
+    writes = ("bc_gate", "target_is_behavior")
+    losses = ("loss_bc",)
 
     def __init__(self, config: Config, spec):
         super().__init__(config, spec)
+        if config.behavior is not None and config.advantage is None:
+            raise ValueError("advantage must name an advantage slot to evaluate A(s, a~) while behavior is set.")
         if config.gate not in GATES:
             raise ValueError(f"gate must be one of {', '.join(GATES)}, got {config.gate!r}.")
 
@@ -57,8 +63,7 @@ class A2PRAdaptive(Component):
             open_gate = data_adv > 0
         else:
             recon, _, _ = self.ref("behavior").reconstruct(td["observation"], policy_action)
-            with torch.no_grad():
-                recon_adv = self.ref("critic").q(td["observation"], recon, reduce=cfg.q) - td["state_value"]
+            recon_adv = self.ref("advantage").estimate(td["observation"], recon, td["state_value"])
             pick = recon_adv >= data_adv if cfg.ties_to_behavior else recon_adv > data_adv
             target = torch.where(pick.unsqueeze(-1), recon, action)
             chosen = pick.float()

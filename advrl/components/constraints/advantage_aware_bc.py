@@ -21,7 +21,7 @@ class AdvantageAwareBC(Component):
         condition_key: str = option("xi", "batch key of each sample's condition")
 
     reads = ("observation", "action", "{condition_key}")
-    writes = ("loss_bc",)
+    losses = ("loss_bc",)
 
     def compute(self, td, step):
         cfg = self.config

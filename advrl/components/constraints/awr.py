@@ -25,7 +25,8 @@ class AWR(Component):
         max_weight: float = option(100.0, "clamp of exp(beta * A) (IQL: 100)")
 
     reads = ("observation", "action", "advantage")
-    writes = ("loss_awr", "awr_weight")
+    writes = ("awr_weight",)
+    losses = ("loss_awr",)
 
     def compute(self, td, step):
         weight = torch.exp(self.config.beta * td["advantage"].detach()).clamp(max=self.config.max_weight)

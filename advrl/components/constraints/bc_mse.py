@@ -24,7 +24,7 @@ class BCMSE(Component):
         mask_key: str | None = option(None, "batch key of a per-sample 0/1 mask; null: every sample")
 
     reads = ("action", "policy_action", "{coefficient_key}", "{mask_key}")
-    writes = ("loss_bc",)
+    losses = ("loss_bc",)
 
     def compute(self, td, step):
         squared = (td["policy_action"] - td["action"]) ** 2

@@ -36,7 +36,8 @@ class CQLPenalty(Component):
         mask_key: str | None = option(None, "batch key of a per-sample 0/1 mask; null: every sample")
 
     reads = ("observation", "action", "next.observation", "{coefficient_key}", "{mask_key}")
-    writes = ("loss_cql", "cql_diff")
+    writes = ("cql_diff",)
+    losses = ("loss_cql",)
 
     def compute(self, td, step):
         cfg, actor, critic = self.config, self.ref("actor"), self.ref("critic")

@@ -27,7 +27,7 @@ class GenerativeBC(Component):
         mode: str = option("sample", "sample (prior draw) or reconstruct (VAE(s, pi(s)))")
 
     reads = ("observation", "policy_action")
-    writes = ("loss_bc",)
+    losses = ("loss_bc",)
 
     def __init__(self, config: Config, spec):
         super().__init__(config, spec)

@@ -20,7 +20,7 @@ class SACActorLoss(Component):
         q: str = option("min", "ensemble reduction: min (CQL/SAC), mean or q1")
 
     reads = ("observation", "policy_action", "policy_log_prob", "entropy_coef")
-    writes = ("loss_actor",)
+    losses = ("loss_actor",)
 
     def compute(self, td, step):
         q = self.ref("critic").q(td["observation"], td["policy_action"], reduce=self.config.q)

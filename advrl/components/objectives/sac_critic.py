@@ -27,7 +27,8 @@ class SACCriticLoss(Component):
         gamma: float = option(0.99, "discount factor")
 
     reads = ("observation", "action", "reward", "next.observation", "terminated")
-    writes = ("loss_critic", "td_target")
+    writes = ("td_target",)
+    losses = ("loss_critic",)
 
     def compute(self, td, step):
         critic = self.ref("critic")

@@ -25,7 +25,8 @@ class TD3ActorLoss(Component):
         q: str = option("q1", "which ensemble value to ascend: q1 (TD3), min or mean")
 
     reads = ("observation", "policy_action")
-    writes = ("loss_actor", "lambda")
+    losses = ("loss_actor",)
+    logs = ("lambda",)
 
     def compute(self, td, step):
         q = self.ref("critic").q(td["observation"], td["policy_action"], reduce=self.config.q)

@@ -28,7 +28,8 @@ class TD3CriticLoss(Component):
         noise_clip: float = option(0.5, "clip of the smoothing noise, in units of max_action")
 
     reads = ("observation", "action", "reward", "next.observation", "terminated")
-    writes = ("loss_critic", "td_target", "next_action")
+    writes = ("td_target", "next_action")
+    losses = ("loss_critic",)
 
     def compute(self, td, step):
         cfg, max_action = self.config, self.spec.max_action

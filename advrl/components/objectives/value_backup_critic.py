@@ -27,7 +27,8 @@ class ValueBackupCriticLoss(Component):
         ensemble_reduction: str = option("sum", "sum or mean of the members' MSEs (CORL's IQL: mean)")
 
     reads = ("observation", "action", "reward", "next.observation", "terminated")
-    writes = ("loss_critic", "td_target")
+    writes = ("td_target",)
+    losses = ("loss_critic",)
 
     def __init__(self, config: Config, spec):
         super().__init__(config, spec)

@@ -37,7 +37,8 @@ class ExpectileValue(StateValueNet):
         use_target_critic: bool = option(True, "use the critic's target network (IQL) or the online one")
 
     reads = ("observation", "action")
-    writes = ("loss_value", "state_value", "value_target")
+    writes = ("state_value", "value_target")
+    losses = ("loss_value",)
 
     def __init__(self, config: Config, spec):
         if not 0.0 < config.expectile < 1.0:

@@ -22,7 +22,8 @@ class TDValue(StateValueNet):
         activation: str = option("relu", "hidden activation")
 
     reads = ("observation", "td_target")
-    writes = ("loss_value", "state_value")
+    writes = ("state_value",)
+    losses = ("loss_value",)
 
     def compute(self, td, step):
         v = self(td["observation"])

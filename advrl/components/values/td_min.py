@@ -30,7 +30,8 @@ class TDMinValue(StateValueNet):
         activation: str = option("relu", "hidden activation")
 
     reads = ("observation", "reward", "next.observation", "terminated", "td_target", "next_action")
-    writes = ("loss_value", "state_value")
+    writes = ("state_value",)
+    losses = ("loss_value",)
 
     def compute(self, td, step):
         with torch.no_grad():
