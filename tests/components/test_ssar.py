@@ -106,6 +106,21 @@ def test_threshold_is_capped_at_end():
     assert schedule.value(6).item() == pytest.approx(1.5)
 
 
+def test_frozen_coefficient_no_longer_reports_to_its_threshold():
+    """Fine-tuning freezes beta (online.freeze); SSAR then stops checking n as well (the check is
+    part of the offline-only beta step in td3_bc.py / cql.py): a violated check moves n no more."""
+    components = coefficient_set(init=0.4)
+    coefficient, threshold = components["coefficient"], components["threshold"]
+    td = batch(SPEC, size=4, policy_action=torch.zeros(4, 2))
+    td["action"] = torch.full((4, 2), 0.9)  # d = 0.81 > (0.1 n)^2: violated
+    coefficient.compute(td, 10)
+    assert threshold.value(11).item() == pytest.approx(1.2)
+    coefficient.freeze()
+    out = coefficient.compute(td, 20)
+    assert threshold.value(21).item() == pytest.approx(1.2) and not threshold.has_pending.item()
+    assert out["coefficient_n"].item() == pytest.approx(1.2)  # still logged
+
+
 def test_cql_penalty_mask_zeroes_untrusted_states():
     components = bind_all({
         "actor": make("actor", "tanh_gaussian", SPEC, hidden_sizes=[4]),
