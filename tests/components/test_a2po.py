@@ -638,6 +638,25 @@ def test_critic_td_target_uses_current_decoder_and_target_latent_actor():
         assert not torch.allclose(td["td_target"], other, rtol=1e-4, atol=1e-4)
 
 
+def test_clip_target_clamps_the_target_of_q_and_v():
+    """A2PO's --clip on the recipe's critic objective: the one target y that Q1, Q2 and V regress
+    on is clamped (a2po.py TD3BC_critic_loss: target_V = target_Q after the clamp)."""
+    comps, updates = build_a2po("components.critic_loss.clip_target=true",
+                                "components.critic_loss.target_min=-0.05", "components.critic_loss.target_max=0.05")
+    td = a2po_batch()
+    v_pre = comps["value"](td["observation"]).detach()
+    unclipped_set = copy.deepcopy(comps)
+    unclipped_set["critic_loss"].config.clip_target = False
+    torch.manual_seed(5)  # the same target-policy noise in both
+    unclipped = unclipped_set["critic_loss"].compute(td.clone(), 1)["td_target"]
+    assert (unclipped.abs() > 0.05).sum() > 4  # the batch needs clamping
+    torch.manual_seed(5)
+    out = run(updates[0], td, 1)
+    close(td["td_target"], unclipped.clamp(-0.05, 0.05))
+    close(out["loss_value"], ((v_pre - td["td_target"]) ** 2).mean())
+    assert load_recipe(A2PO_RECIPE, dataset_facts=FACTS).components.critic_loss.clip_target is False
+
+
 def test_behavior_update_xi_uses_updated_critic_and_value():
     """In the behaviour update xi = tanh(Q_1^new(s, a) - V^new(s)), both after this step's critic
     update; loss_behavior = mean((a_hat - a)^2) + KL of the pre-update CVAE (noise replayed) under it."""
