@@ -34,8 +34,9 @@ class StateAdaptiveCoefficient(Component):
 
     n comes from the ``threshold`` schedule (SSAR's distribution-aware threshold), which is
     told the mean of w over selected samples at each of its checks, offline only: once
-    fine-tuning freezes beta (``online.freeze``), n is no longer reported either. ``coefficient_mean`` (the
-    batch mean of the written beta) and ``coefficient_n`` (the current n) are logged.
+    fine-tuning freezes beta (``online.freeze``), n is no longer reported either.
+    ``coefficient_mean`` (the batch mean of the written beta) and ``coefficient_n`` (the
+    current n) are logged.
     """
 
     @dataclass
