@@ -242,6 +242,11 @@ class Component(nn.Module):
     def update_targets(self, tau: float) -> None:
         raise TypeError(f"{self.kind} {self.name!r} has no target network to update.")
 
+    def freeze(self) -> None:
+        """Called by fine-tuning for each slot of ``online.freeze`` (whose optimisers it drops):
+        a component that learns beyond its parameters stops that too, e.g. SSAR's coefficient
+        no longer moves its threshold n. Default: nothing more to stop."""
+
 
 def describe(cls: type[Component]) -> str:
     """Human-readable card: doc, config fields with defaults, and the declared keys."""

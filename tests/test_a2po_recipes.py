@@ -133,3 +133,23 @@ def test_k_ablation_stop_scales_with_train_steps(name, steps):
     """K = int(train.steps * fraction) for any run length (1e6 steps: the paper's 1e5 / 2e5 / 1e6)."""
     recipe = load_recipe(RECIPES / "a2po" / "ablations" / f"{name}.yaml", [f"train.steps={steps}"])
     assert recipe.updates.behavior.stop == int(steps * K_FRACTIONS[name])
+
+
+def test_clip_target_takes_its_bounds_from_the_scaled_rewards(minari_root, tiny_overrides, tmp_path):
+    """clip_target with null bounds (A2PO's --clip): the trainer prepares the critic objective with
+    the offline data, which sets main.py's [min r, max r] / (1 - gamma) on the x100 rewards and
+    records them."""
+    import torch
+
+    overrides = [*tiny_overrides, *SHRINK, "eval.episodes=0", "components.critic_loss.clip_target=true"]
+    advrl.train(RECIPES / "a2po.yaml", overrides, run_dir=tmp_path / "run", progress=False)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    (prepared,) = [r for r in records if r["kind"] == "preparation"]
+    from advrl.data.dataset import load_offline_data
+
+    recipe = load_recipe(tmp_path / "run" / "recipe.yaml")
+    rewards = load_offline_data(recipe.dataset, recipe.data, torch.device("cpu")).transitions["reward"]
+    assert prepared["slot"] == "critic_loss"
+    assert prepared["target_min"] == pytest.approx(rewards.min().item() / 0.01, rel=1e-5)
+    assert prepared["target_max"] == pytest.approx(rewards.max().item() / 0.01, rel=1e-5)
+    assert rewards.abs().max() > 10  # the x100 scale is in

@@ -243,7 +243,7 @@ def test_a_parked_run_resumes_on_a_new_machine_and_ends_like_an_uninterrupted_on
 
     harness.park(suite_file)
     parked = sorted(p.relative_to(job.parked_dir).as_posix() for p in job.parked_dir.rglob("*") if p.is_file())
-    assert parked == ["cache/iql_trust/advrl__hopper__random-v0/seed0/tau0.7-steps5-batch256.pt",
+    assert parked == ["cache/iql_trust/advrl__hopper__random-v0/seed0/tau0.7-steps5-batch256-v2.pt",
                       "checkpoints/last.pt", "metrics.jsonl", "recipe.yaml", "software.json"]
     assert job.records() == job.run_dir
 

@@ -9,7 +9,8 @@ Selectors cannot label online data (their inputs, dataset index or episode retur
 exist for it), so their labels are computed once for the kept offline transitions and stored
 as a buffer column; online transitions are fully trusted (1.0) — unlike SSAR's official
 buffer, whose stale flags leave some online samples untrusted. Slots in ``online.freeze``
-are no longer trained, and ``online.anneal_slot``'s coefficient is scaled down as online
+are no longer trained (nor is what they learn beyond their parameters: SSAR's threshold n,
+see ``Component.freeze``), and ``online.anneal_slot``'s coefficient is scaled down as online
 steps accumulate (SSAR: beta frozen, then linear (TD3+BC) or cosine (CQL) annealing).
 """
 
@@ -80,6 +81,8 @@ class FinetuneTrainer(OnlineTrainer):
         super().__init__(recipe, run_dir, resume=resume, progress=progress)
         if not resume:
             self._start_from_offline()
+        for slot in recipe.online.freeze:  # on a resume too: the flag is not in the checkpoint
+            self.components[slot].freeze()
 
     # ---- data -------------------------------------------------------------------------------
     def _make_data(self) -> ReplayBuffer:

@@ -253,11 +253,38 @@ def _gap_batch() -> TensorDict:
 
 
 def test_tanh_q_minus_v_discrete_dead_zone():
-    """discrete: 1 where Q - V > eps, -1 where Q - V < -eps, else 0: eps = 0.5 on gaps just inside
-    (+-0.499), just outside (+-0.501) and on (+-0.5) the boundary."""
+    """discrete: 1 where tanh(Q - V) > eps, -1 where tanh(Q - V) < -eps, else 0: with eps = 0.5
+    the gaps +-0.499, +-0.501 and +-0.5 all lie inside the dead zone (|tanh| < 0.47)."""
     out = _discrete_set(0.5).compute(_gap_batch(), 1)["xi"]
-    close(out, t([0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0, -1.0]))
+    close(out, t([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, -1.0]))
     assert not out.requires_grad
+
+
+def _official_discrete_xi(gap: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """Plankson/A2PO a2po.py OffRL.policy_train, transcribed: adv = tanh(Q1 - V), then
+    torch.where(adv < l, -1, torch.where(adv > r, 1, 0)) with main.py's l, r = -epsilon, epsilon."""
+    adv = torch.tanh(gap)
+    l_thresold, r_thresold = -epsilon, epsilon
+    return torch.where(adv < l_thresold, torch.tensor(-1.0), torch.where(adv > r_thresold, torch.tensor(1.0), torch.tensor(0.0)))
+
+
+# around atanh(0.5) = 0.549: Q - V > 0.5 but tanh(Q - V) < 0.5 for +-0.52 and +-0.54; likewise
+# +-1.2 for eps = 0.9 (atanh(0.9) = 1.47)
+THRESHOLD_GAPS = [0.52, -0.52, 0.54, -0.54, 0.56, -0.56, 0.2, -0.2, 0.0, 1.2, -1.2, 3.0, -3.0]
+
+
+@pytest.mark.parametrize("epsilon", [0.5, 0.0, -0.5, 0.9])
+def test_tanh_q_minus_v_discrete_follows_the_official_thresholds(epsilon):
+    """The official code thresholds tanh(Q1 - V), not Q - V: on gaps between eps and atanh(eps)
+    the two differ (they agree only at eps = 0), and advrl's xi is the official one."""
+    gaps = t(THRESHOLD_GAPS)
+    td = TensorDict({"observation": torch.randn(len(gaps), 1), "action": gaps.unsqueeze(-1)}, batch_size=[len(gaps)])
+    out = _discrete_set(epsilon).compute(td, 1)["xi"]
+    expected = _official_discrete_xi(gaps, epsilon)
+    assert torch.equal(out, expected)
+    if epsilon > 0:  # the batch separates the two readings of epsilon
+        on_gap = (gaps > epsilon).float() - (gaps < -epsilon).float()
+        assert not torch.equal(expected, on_gap)
 
 
 def test_tanh_q_minus_v_discrete_zero_epsilon():
@@ -609,6 +636,25 @@ def test_critic_td_target_uses_current_decoder_and_target_latent_actor():
     close(td["td_target"], y)
     for other in (y_initial_decoder, y_online_actor, y_xi_zero):
         assert not torch.allclose(td["td_target"], other, rtol=1e-4, atol=1e-4)
+
+
+def test_clip_target_clamps_the_target_of_q_and_v():
+    """A2PO's --clip on the recipe's critic objective: the one target y that Q1, Q2 and V regress
+    on is clamped (a2po.py TD3BC_critic_loss: target_V = target_Q after the clamp)."""
+    comps, updates = build_a2po("components.critic_loss.clip_target=true",
+                                "components.critic_loss.target_min=-0.05", "components.critic_loss.target_max=0.05")
+    td = a2po_batch()
+    v_pre = comps["value"](td["observation"]).detach()
+    unclipped_set = copy.deepcopy(comps)
+    unclipped_set["critic_loss"].config.clip_target = False
+    torch.manual_seed(5)  # the same target-policy noise in both
+    unclipped = unclipped_set["critic_loss"].compute(td.clone(), 1)["td_target"]
+    assert (unclipped.abs() > 0.05).sum() > 4  # the batch needs clamping
+    torch.manual_seed(5)
+    out = run(updates[0], td, 1)
+    close(td["td_target"], unclipped.clamp(-0.05, 0.05))
+    close(out["loss_value"], ((v_pre - td["td_target"]) ** 2).mean())
+    assert load_recipe(A2PO_RECIPE, dataset_facts=FACTS).components.critic_loss.clip_target is False
 
 
 def test_behavior_update_xi_uses_updated_critic_and_value():

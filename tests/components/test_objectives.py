@@ -4,6 +4,7 @@ coefficient: sac_temperature, checked on hand-set networks and written-out numbe
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -78,6 +79,36 @@ def test_td3_critic_uses_target_networks_not_online():
     after = comps["critic_loss"].compute(_hand_batch(), 1)
     torch.testing.assert_close(after["td_target"], before)
     assert after["loss_critic"] > 1000  # but the online critic enters the regression
+
+
+def test_td3_critic_target_clip_by_hand():
+    """clip_target (A2PO's --clip): y = [1.36, 0] clamped to [0.5, 1] = [1, 0.5], and the loss
+    regresses on the clamped y: ((1 - 1)^2 + (2 - 0.5)^2)/2 + ((1.5 - 1)^2 + (0 - 0.5)^2)/2 = 1.375."""
+    comps = _td3_set(gamma=0.9, policy_noise=0.0, clip_target=True, target_min=0.5, target_max=1.0)
+    out = comps["critic_loss"].compute(_hand_batch(), step=1)
+    torch.testing.assert_close(out["td_target"], t([1.0, 0.5]))
+    torch.testing.assert_close(out["loss_critic"], torch.tensor(1.375))
+    off = _td3_set(gamma=0.9, policy_noise=0.0, target_min=0.5, target_max=1.0)  # bounds alone: no clip
+    torch.testing.assert_close(off["critic_loss"].compute(_hand_batch(), 1)["td_target"], t([1.36, 0.0]))
+    assert make("objective", "td3_critic", SPEC1).config.clip_target is False  # off by default, as official
+
+
+def test_td3_critic_target_clip_bounds_from_the_rewards():
+    """Unset bounds: A2PO main.py's min_v, max_v = min r / (1 - gamma), max r / (1 - gamma) over the
+    dataset's training rewards; a bound set in the config is kept; no clip, no preparation."""
+    data = SimpleNamespace(transitions={"reward": t([-0.5, 2.0, 0.25])})
+    loss = _td3_set(gamma=0.9, clip_target=True)["critic_loss"]
+    facts = loss.prepare(data, {"seed": 0})
+    assert facts == pytest.approx({"target_min": -5.0, "target_max": 20.0})
+    assert loss.bounds == pytest.approx((-5.0, 20.0))
+    kept = _td3_set(gamma=0.9, clip_target=True, target_min=-100.0)["critic_loss"]  # e.g. medium-diverse: +-100
+    kept.prepare(data, {"seed": 0})
+    assert kept.bounds == pytest.approx((-100.0, 20.0))
+    assert _td3_set(gamma=0.9)["critic_loss"].prepare(data, {"seed": 0}) is None
+    with pytest.raises(RuntimeError, match="bounds are unknown"):
+        _td3_set(gamma=0.9, clip_target=True)["critic_loss"].compute(_hand_batch(), 1)
+    with pytest.raises(TypeError, match="offline data"):
+        _td3_set(gamma=0.9, clip_target=True)["critic_loss"].prepare(SimpleNamespace(), {"seed": 0})
 
 
 def test_td3_critic_terminal_transitions_do_not_bootstrap():

@@ -3,12 +3,14 @@ selectors, and the equivalence with TD3+BC when beta is constant."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from _helpers import batch, bind_all, make, t
 from tensordict import TensorDict
 
@@ -106,6 +108,21 @@ def test_threshold_is_capped_at_end():
     assert schedule.value(6).item() == pytest.approx(1.5)
 
 
+def test_frozen_coefficient_no_longer_reports_to_its_threshold():
+    """Fine-tuning freezes beta (online.freeze); SSAR then stops checking n as well (the check is
+    part of the offline-only beta step in td3_bc.py / cql.py): a violated check moves n no more."""
+    components = coefficient_set(init=0.4)
+    coefficient, threshold = components["coefficient"], components["threshold"]
+    td = batch(SPEC, size=4, policy_action=torch.zeros(4, 2))
+    td["action"] = torch.full((4, 2), 0.9)  # d = 0.81 > (0.1 n)^2: violated
+    coefficient.compute(td, 10)
+    assert threshold.value(11).item() == pytest.approx(1.2)
+    coefficient.freeze()
+    out = coefficient.compute(td, 20)
+    assert threshold.value(21).item() == pytest.approx(1.2) and not threshold.has_pending.item()
+    assert out["coefficient_n"].item() == pytest.approx(1.2)  # still logged
+
+
 def test_cql_penalty_mask_zeroes_untrusted_states():
     components = bind_all({
         "actor": make("actor", "tanh_gaussian", SPEC, hidden_sizes=[4]),
@@ -146,6 +163,98 @@ def test_iql_advantage_pretrains_caches_and_labels(minari_root, tmp_path, monkey
     assert torch.load(cache, weights_only=False)["fingerprint"] == "0" * 16
     idx = torch.tensor([0, 5, 7])
     assert torch.equal(selector.compute(TensorDict({"index": idx}, batch_size=[3]), 1)["trust"], selector.labels[idx])
+
+
+class _OfficialIQLQV:
+    """QinwenLuo/SSAR action_selection.py ``IQL_qv.train``, one iteration per call, written out
+    by hand: next_v = V(s') first, then the V step (expectile on the target twin-Q min), then
+    the Q step (the two MSEs averaged) and the target Polyak (tau 0.005). ``v_first`` reads
+    V(s') after the V step instead (advrl's order before the fix), to show the test tells
+    the two apart."""
+
+    def __init__(self, q_nets, v_net, expectile, v_first=False):
+        self.qs, self.vf, self.expectile, self.v_first = q_nets, v_net, expectile, v_first
+        self.q_target = copy.deepcopy(q_nets).requires_grad_(False)
+        self.q_optimizer = torch.optim.Adam(q_nets.parameters(), lr=3e-4)
+        self.v_optimizer = torch.optim.Adam(v_net.parameters(), lr=3e-4)
+
+    def step(self, s, a, r, s2, d):
+        sa = torch.cat([s, a], 1)
+        with torch.no_grad():
+            next_v = self.vf(s2).squeeze(-1)
+            target_q = torch.min(*(q(sa).squeeze(-1) for q in self.q_target))
+        v = self.vf(s).squeeze(-1)
+        u = target_q - v
+        v_loss = torch.mean(torch.abs(self.expectile - (u < 0).float()) * u**2)
+        self.v_optimizer.zero_grad()
+        v_loss.backward()
+        self.v_optimizer.step()
+        if self.v_first:
+            with torch.no_grad():
+                next_v = self.vf(s2).squeeze(-1)
+        targets = r + (1.0 - d) * 0.99 * next_v
+        q_loss = sum(F.mse_loss(q(sa).squeeze(-1), targets) for q in self.qs) / len(self.qs)
+        self.q_optimizer.zero_grad()
+        q_loss.backward()
+        self.q_optimizer.step()
+        with torch.no_grad():
+            for target, online in zip(self.q_target.parameters(), self.qs.parameters()):
+                target.mul_(1 - 0.005).add_(0.005 * online)
+
+
+def _plain_q(ensemble_net):
+    """advrl's twin Q ensemble as two plain nn.Linear MLPs with the same weights."""
+    linears = [m for m in ensemble_net if hasattr(m, "weight")]
+    q_nets = torch.nn.ModuleList()
+    for member in range(2):
+        layers = []
+        for layer in linears:
+            linear = torch.nn.Linear(*layer.weight.shape[1:])
+            with torch.no_grad():
+                linear.weight.copy_(layer.weight[member].T)
+                linear.bias.copy_(layer.bias[member, 0])
+            layers += [linear, torch.nn.ReLU()]
+        q_nets.append(torch.nn.Sequential(*layers[:-1]))
+    return q_nets
+
+
+def _iql_pretraining(steps, seed=0):
+    """advrl's selector pre-training (the recipe of iql_advantage) on fixed small batches, and the
+    official loop (and the V-first variant) from the same weights on the same batches."""
+    from _helpers import small_transitions
+
+    from advrl.components.selectors.iql_advantage import iql_recipe
+
+    recipe = iql_recipe("x", 0.7)
+    torch.manual_seed(seed)
+    components = build_components(recipe, DataSpec(5, 2), bind=False)
+    updates, _ = build_updates(recipe, components, torch.device("cpu"))
+    critic, value = components["critic"].net, components["value"].net
+    official = _OfficialIQLQV(_plain_q(critic), copy.deepcopy(value), 0.7)
+    v_first = _OfficialIQLQV(_plain_q(critic), copy.deepcopy(value), 0.7, v_first=True)
+    for step in range(1, steps + 1):
+        td = small_transitions(step, size=32)
+        td["reward"] = td["reward"] * 10  # V moves the Q target visibly within a few steps
+        for update in updates:
+            update.run(td, step, torch.tensor(step))
+        for ref in (official, v_first):
+            ref.step(td["observation"], td["action"], td["reward"], td["next", "observation"], td["terminated"])
+    return components, official, v_first
+
+
+def test_iql_pretraining_matches_the_official_loop_order():
+    """Same weights, same batches: after 10 steps advrl's IQL pre-training has the official
+    loop's Q, target Q and V parameters (to float precision), and not those of a loop that
+    reads V(s') after the V step."""
+    components, official, v_first = _iql_pretraining(steps=10)
+    critic = components["critic"]
+    pairs = [(_plain_q(critic.net), official.qs), (_plain_q(critic.target_net.module), official.q_target),
+             (components["value"].net, official.vf)]
+    for ours, theirs in pairs:
+        for a, b in zip(ours.parameters(), theirs.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    gap = max((a - b).abs().max().item() for a, b in zip(official.qs.parameters(), v_first.qs.parameters()))
+    assert gap > 1e-5  # the order is visible at this tolerance
 
 
 def test_constant_beta_reproduces_the_td3bc_step():

@@ -12,8 +12,13 @@ from advrl.registry import register
 
 @register("advantage", "tanh_q_minus_v")
 class TanhQMinusV(Component):
-    """xi = tanh(Q(s, a) - V(s)), no gradient; with ``discrete``: 1 where Q - V > epsilon,
-    -1 where Q - V < -epsilon, 0 otherwise.
+    """xi = tanh(Q(s, a) - V(s)), no gradient; with ``discrete``: -1 where xi < -epsilon, else
+    1 where xi > epsilon, 0 otherwise.
+
+    The dead zone thresholds tanh(Q - V), not Q - V, as the official code does (Plankson/A2PO,
+    a2po.py ``OffRL.policy_train``, with main.py's ``l_thresold, r_thresold = -epsilon,
+    epsilon``): a gap counts as positive only above atanh(epsilon). The -1 test comes first,
+    as there, which decides the (unusual) negative epsilon.
 
     Q and V are evaluated now (after any update earlier in the step), from the critic and
     value slots: the official code uses Q1 (``q: q1``), the paper the ensemble min. Any value
@@ -26,7 +31,7 @@ class TanhQMinusV(Component):
         value: str = slot("value", "value", "value net providing V(s)")
         q: str = option("q1", "ensemble reduction: q1 (official code), min (paper) or mean")
         discrete: bool = option(False, "map to {-1, 0, 1} instead of tanh")
-        epsilon: float = option(0.0, "dead zone of the discrete condition")
+        epsilon: float = option(0.0, "dead zone of the discrete condition, on tanh(Q - V) (official --epsilon)")
         out_key: str = option("xi", "batch key written")
 
     reads = ("observation", "action")
@@ -37,8 +42,14 @@ class TanhQMinusV(Component):
         with torch.no_grad():
             q = self.ref("critic").q(td["observation"], td["action"], reduce=cfg.q)
             gap = q - self.ref("value")(td["observation"])
+            xi = torch.tanh(gap)
             if cfg.discrete:
-                xi = (gap > cfg.epsilon).float() - (gap < -cfg.epsilon).float()
-            else:
-                xi = torch.tanh(gap)
+                xi = discretize(xi, cfg.epsilon)
         return {cfg.out_key: xi}
+
+
+def discretize(xi: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """The official nested torch.where on the continuous xi: -1 below -epsilon, else 1 above
+    epsilon, else 0 (ties at the thresholds go to 0)."""
+    ones = torch.ones_like(xi)
+    return torch.where(xi < -epsilon, -ones, torch.where(xi > epsilon, ones, torch.zeros_like(xi)))

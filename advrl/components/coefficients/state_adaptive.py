@@ -33,8 +33,10 @@ class StateAdaptiveCoefficient(Component):
       +-0.1 n of tanh(mu) (SSAR's action_selection.py).
 
     n comes from the ``threshold`` schedule (SSAR's distribution-aware threshold), which is
-    told the mean of w over selected samples at each of its checks. ``coefficient_mean`` (the
-    batch mean of the written beta) and ``coefficient_n`` (the current n) are logged.
+    told the mean of w over selected samples at each of its checks, offline only: once
+    fine-tuning freezes beta (``online.freeze``), n is no longer reported either.
+    ``coefficient_mean`` (the batch mean of the written beta) and ``coefficient_n`` (the
+    current n) are logged.
     """
 
     @dataclass
@@ -67,6 +69,12 @@ class StateAdaptiveCoefficient(Component):
                 nn.init.zeros_(layer.bias)
         nn.init.constant_(self.net[-1].bias, math.log(2.0))
         self.scale = 1.0  # annealing factor applied to the written beta (offline-to-online)
+        self.learning = True  # False once fine-tuning freezes beta: n stops moving too
+
+    def freeze(self) -> None:
+        """SSAR moves n only offline: the threshold check sits inside the beta step, which runs
+        only while online_steps == 0 (QinwenLuo/SSAR td3_bc.py and cql.py, ``train``)."""
+        self.learning = False
 
     def set_scale(self, value: float) -> None:
         """Multiply the coefficient the regularised terms read (SSAR anneals beta online)."""
@@ -104,7 +112,7 @@ class StateAdaptiveCoefficient(Component):
             else:
                 gap = self.deterministic_gap(td["policy_action"].detach(), td["action"], n)
             selected = td[cfg.select_key] if cfg.select_key is not None else torch.ones_like(gap)
-            if cfg.threshold is not None:
+            if cfg.threshold is not None and self.learning:
                 signal = (gap * selected).sum() / selected.sum().clamp(min=1.0)
                 self.ref("threshold").observe(step, signal)
         loss = (gap * beta * selected).mean()

@@ -13,12 +13,42 @@ from advrl.cache import cache_root
 from advrl.component import Component, DataSpec, option
 from advrl.registry import register
 
+# in the cache file name: labels made by an older pre-training are remade, not reused
+# (v2: the official update order, V(s') read before the V step, and the mean of the Q losses)
+LABELS_VERSION = "v2"
+
+
+def iql_recipe(dataset_id: str, expectile: float):
+    """SSAR's IQL pre-training (QinwenLuo/SSAR action_selection.py ``IQL_qv``) as a recipe.
+
+    ``IQL_qv.train`` reads next_v = V(s') *before* the step's V update, then steps V (expectile
+    on the target twin-Q min), then Q (on r + gamma (1 - d) next_v, the two MSEs averaged), then
+    Polyak-updates the target Q. The same arithmetic in advrl's updates: the critic first (V
+    not yet moved), then V (the target Q not yet moved), then the target Q.
+    """
+    from advrl.recipe import validate
+
+    return validate(OmegaConf.create({
+        "dataset": {"id": dataset_id},
+        "components": {
+            "critic": {"name": "q_ensemble", "num_q": 2, "hidden_sizes": [256, 256]},
+            "value": {"name": "expectile", "expectile": expectile},
+            "critic_loss": {"kind": "objective", "name": "value_backup_critic", "gamma": 0.99,
+                            "ensemble_reduction": "mean"},  # official: sum(MSEs) / len(qs)
+        },
+        "updates": {
+            "critic": {"terms": ["critic_loss"], "optimize": {"critic": {"lr": 3e-4}}},
+            "value": {"terms": ["value"], "optimize": {"value": {"lr": 3e-4}}, "update_targets": ["critic"]},
+        },
+    }))
+
 
 @register("selector", "iql_advantage")
 class IQLAdvantage(Component):
     """mask(s, a) = 1[min_i Q_i(s, a) >= V(s)] from an IQL (expectile ``expectile``) trained on
     the dataset before the run, for ``pretrain_steps`` steps with advrl's own IQL components
-    (twin 2x256 Q, 2x256 V, lr 3e-4, batch 256, gamma 0.99, tau 0.005; SSAR pre-trains 1e6).
+    (twin 2x256 Q, 2x256 V, lr 3e-4, batch 256, gamma 0.99, tau 0.005; SSAR pre-trains 1e6),
+    updated in the official order (:func:`iql_recipe`).
 
     The labels depend on dataset, seed, expectile and steps; they are cached under
     ``$ADVRL_CACHE`` (default ~/.cache/advrl)/iql_trust/<dataset>/seed<k>/ and reused, since
@@ -44,7 +74,7 @@ class IQLAdvantage(Component):
 
     def cache_path(self, dataset_id: str, seed: int) -> Path:
         cfg = self.config
-        name = f"tau{cfg.expectile}-steps{cfg.pretrain_steps}-batch{cfg.batch_size}.pt"
+        name = f"tau{cfg.expectile}-steps{cfg.pretrain_steps}-batch{cfg.batch_size}-{LABELS_VERSION}.pt"
         return cache_root() / "iql_trust" / dataset_id.replace("/", "__") / f"seed{seed}" / name
 
     def prepare(self, data, context: dict) -> dict:
@@ -86,21 +116,9 @@ class IQLAdvantage(Component):
     def _pretrain(self, data, context: dict) -> torch.Tensor:
         from advrl.data.dataset import OfflineData
         from advrl.learner.assembly import build_components, build_updates
-        from advrl.recipe import validate
 
         cfg = self.config
-        recipe = validate(OmegaConf.create({
-            "dataset": {"id": data.info.id},
-            "components": {
-                "critic": {"name": "q_ensemble", "num_q": 2, "hidden_sizes": [256, 256]},
-                "value": {"name": "expectile", "expectile": cfg.expectile},
-                "critic_loss": {"kind": "objective", "name": "value_backup_critic", "gamma": 0.99},
-            },
-            "updates": {
-                "value": {"terms": ["value"], "optimize": {"value": {"lr": 3e-4}}},
-                "critic": {"terms": ["critic_loss"], "optimize": {"critic": {"lr": 3e-4}}, "update_targets": ["critic"]},
-            },
-        }))
+        recipe = iql_recipe(data.info.id, cfg.expectile)
         spec = DataSpec(data.info.obs_dim, data.info.action_dim, data.info.max_action)
         rng_state = torch.get_rng_state()
         torch.manual_seed(context["seed"])
