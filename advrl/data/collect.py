@@ -172,7 +172,7 @@ def write_minari_dataset(
                 description=description,
             )
         if record is not None:
-            record = dict(record)
+            record = dict(record, **written_facts(staging, dataset_id))
             if started is not None:
                 record["build_seconds"] = round(time.perf_counter() - started, 3)
             with open(os.path.join(staging, dataset_id, RECORD_FILE), "w") as handle:
@@ -183,6 +183,23 @@ def write_minari_dataset(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def written_facts(root: str, dataset_id: str) -> dict:
+    """What loading later checks the dataset against (see :func:`advrl.data.dataset.data_problems`):
+    the content fingerprint and the evaluation env spec, read back from the files minari wrote,
+    so that they are exactly what a load will see."""
+    import minari
+
+    from advrl.data.dataset import content_fingerprint, metadata_env_spec, read_episodes
+
+    with minari_store(root):
+        ds = minari.load_dataset(dataset_id, download=False)
+        spec = metadata_env_spec(ds, "eval_env_spec")
+        return {
+            "fingerprint": content_fingerprint(read_episodes(ds)),
+            "eval_env_spec": spec if spec is None or isinstance(spec, str) else spec.to_json(),
+        }
 
 
 def dataset_path(dataset_id: str) -> str:
