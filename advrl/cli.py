@@ -310,7 +310,11 @@ def cmd_data(args) -> int:
     r = summary["returns"]
     print(f"{args.id}  ({summary['path']})")
     print(f"  env {summary['env_spec']}  eval env {summary['eval_env_spec']} (from {info.eval_env_from})  obs {info.obs_dim}  action {info.action_dim}")
-    print(f"  {info.n_transitions} transitions, {info.n_episodes} episodes, content fingerprint {info.fingerprint}")
+    recorded = (summary["advrl"] or {}).get("fingerprint")
+    verified = "" if not summary["advrl"] else (" (advrl.json records none: not verified)" if recorded is None
+                                                else " (as advrl.json records)" if recorded == info.fingerprint
+                                                else f" (advrl.json records {recorded})")
+    print(f"  {info.n_transitions} transitions, {info.n_episodes} episodes, content fingerprint {info.fingerprint}{verified}")
     if r["episodes"]:
         print(f"  episode return min {r['min']:.1f}  median {r['median']:.1f}  max {r['max']:.1f}  mean {r['mean']:.1f} ± {r['std']:.1f}")
     if r.get("non_finite"):

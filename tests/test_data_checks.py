@@ -138,14 +138,26 @@ def test_metadata_naming_another_env_than_the_build_record_is_refused(built):
         load(dataset_id)
 
 
+def test_metadata_with_other_reference_returns_is_refused(built):
+    dataset_id = built("advrl/hopper/random-74-v0")
+    path = os.path.join(collect.dataset_path(dataset_id), "data", "metadata.json")
+    with open(path) as handle:
+        metadata = json.load(handle)
+    metadata["ref_max_score"] = 300.0  # every normalised score x10
+    with open(path, "w") as handle:
+        json.dump(metadata, handle)
+    with pytest.raises(DatasetError, match=r"reference returns disagrees .*ref_max_score 300.0 there, 3234.3 in advrl.json"):
+        load(dataset_id)
+
+
 def test_eval_env_comes_from_the_build_record(built):
     dataset_id = built("advrl/hopper/random-71-v0")
     rename_env(dataset_id, "Hopper-v4")
     info = dataset_info(open_minari(dataset_id))
-    assert info.eval_env_from == "advrl.json"
     env = make_env_factory(info)()
     assert env.spec.id == "Hopper-v5"
     env.close()
+    assert info.eval_env_from == "advrl.json"
     # a run saved before the record decided carries the metadata's spec: the record still wins
     saved = dataclasses.replace(info, eval_env_spec=gym.spec("Hopper-v4").to_json(), eval_env_from=None)
     env = make_env_factory(saved)()
@@ -173,3 +185,18 @@ def test_values_changed_in_place_are_refused_naming_both_fingerprints(built):
     with pytest.raises(DatasetError, match=rf"content fingerprint is {actual}, but its build record advrl.json names "
                                            rf"{recorded}.*`advrl data make {dataset_id} --seed 0 --size 73`"):
         load(dataset_id)
+
+
+def test_data_info_on_a_build_changed_in_place_warns_with_both_fingerprints(built, capsys):
+    import h5py
+
+    dataset_id = built("advrl/hopper/random-75-v0")
+    recorded = collect.read_record(dataset_id)["fingerprint"]
+    assert main(["data", "info", dataset_id, "--text"]) == 0
+    assert f"content fingerprint {recorded} (as advrl.json records)" in capsys.readouterr().out
+    with h5py.File(os.path.join(collect.dataset_path(dataset_id), "data", "main_data.hdf5"), "r+") as handle:
+        handle["episode_0/observations"][2, 0] *= 2
+    assert main(["data", "info", dataset_id, "--text"]) == 0
+    out, err = capsys.readouterr()
+    assert f"(advrl.json records {recorded})" in out
+    assert f"advrl: warning: Dataset {dataset_id!r} does not hold the data it was built with" in err

@@ -187,11 +187,11 @@ def write_minari_dataset(
 
 def written_facts(root: str, dataset_id: str) -> dict:
     """What loading later checks the dataset against (see :func:`advrl.data.dataset.data_problems`):
-    the content fingerprint and the evaluation env spec, read back from the files minari wrote,
-    so that they are exactly what a load will see."""
+    the content fingerprint, the evaluation env spec and the reference returns, read back from
+    the files minari wrote, so that they are exactly what a load will see."""
     import minari
 
-    from advrl.data.dataset import content_fingerprint, metadata_env_spec, read_episodes
+    from advrl.data.dataset import REF_SCORES, content_fingerprint, metadata_env_spec, read_episodes
 
     with minari_store(root):
         ds = minari.load_dataset(dataset_id, download=False)
@@ -199,6 +199,7 @@ def written_facts(root: str, dataset_id: str) -> dict:
         return {
             "fingerprint": content_fingerprint(read_episodes(ds)),
             "eval_env_spec": spec if spec is None or isinstance(spec, str) else spec.to_json(),
+            "ref_scores": {key: ds.storage.metadata.get(key) for key in REF_SCORES},
         }
 
 

@@ -269,25 +269,30 @@ def rebuild_hint(dataset_id: str, record: dict | None) -> str:
     return f"delete {path} and build it again with {how}"
 
 
-def env_problem(ds, record: dict | None) -> str | None:
-    """advrl.json is the authority on the environment of an advrl build: minari's metadata
-    naming another one (the same shapes pass every other check) would train and score the
-    policy in the wrong environment."""
+REF_SCORES = ("ref_min_score", "ref_max_score")
+
+
+def metadata_problem(ds, record: dict | None) -> str | None:
+    """advrl.json is the authority on an advrl build: minari's metadata naming another
+    environment (the same shapes pass every other check) would train and score the policy in
+    the wrong one, and other reference returns would misstate every normalised score."""
     if not record or not record.get("env_id"):
         return None  # not an advrl build: minari's metadata is all there is
-    dataset_id = ds.spec.dataset_id
-    expected = {"env_spec": {"id": record["env_id"]}, "eval_env_spec": spec_fields(recorded_eval_env(record))}
-    for key, wanted in expected.items():
-        found = spec_fields(metadata_env_spec(ds, key))
-        if found is None:
-            continue
+    metadata = ds.storage.metadata
+    checks = [  # (what, as advrl.json records it, as minari's metadata says, why it matters)
+        ("env_spec", {"id": record["env_id"]}, spec_fields(metadata_env_spec(ds, "env_spec")), "train in"),
+        ("eval_env_spec", spec_fields(recorded_eval_env(record)), spec_fields(metadata_env_spec(ds, "eval_env_spec")), "score in"),
+        ("reference returns", record.get("ref_scores"), {k: metadata.get(k) for k in REF_SCORES}, "normalise scores by"),
+    ]
+    for what, wanted, found, use in checks:
+        if wanted is None or found is None:
+            continue  # older records do not hold every fact
         differing = {k: (found.get(k), v) for k, v in wanted.items() if found.get(k) != v}
         if differing:
             named = "; ".join(f"{k} {got!r} there, {want!r} in advrl.json" for k, (got, want) in differing.items())
             return (
-                f"Dataset {dataset_id!r}: its Minari metadata's {key} disagrees with its build record advrl.json "
-                f"({named}), so it would train and score in another environment than the data was collected in; "
-                f"{rebuild_hint(dataset_id, record)}."
+                f"Dataset {ds.spec.dataset_id!r}: its Minari metadata's {what} disagrees with its build record advrl.json "
+                f"({named}): advrl would {use} something else than the build says; {rebuild_hint(ds.spec.dataset_id, record)}."
             )
     return None
 
@@ -330,7 +335,7 @@ def data_problems(ds, columns: dict[str, np.ndarray], fingerprint: str) -> list[
     dataset_id = ds.spec.dataset_id
     record = build_record(dataset_id)
     problems = [
-        env_problem(ds, record),
+        metadata_problem(ds, record),
         nonfinite_problem(dataset_id, columns, record),
         fingerprint_problem(dataset_id, fingerprint, record),
     ]
