@@ -70,8 +70,8 @@ def nan_reward(episodes):
 def test_nan_reward_is_refused_at_load_naming_field_transition_and_fix(written):
     episodes = written("advrl/hopper/nan-reward-v0", nan_reward)
     index = len(episodes[0].rewards) + 2
-    with pytest.raises(DatasetError, match=rf"reward is not finite \(nan\) at transition {index} \(episode 1\).*"
-                                           r"delete .* build it again with `advrl data make advrl/hopper/nan-reward-v0`"):
+    with pytest.raises(DatasetError, match=rf"reward is not finite \(nan\) at transition {index} \(episode 1; 1 of 60 transitions.*"
+                                           r"delete .* build it again with `advrl data make advrl/hopper/nan-reward-v0`, or write a copy of it without those episodes"):
         load("advrl/hopper/nan-reward-v0")
 
 
@@ -83,7 +83,7 @@ def test_nan_observation_is_refused_in_a_dataset_advrl_did_not_build(written, ro
     episodes = written("other/hopper/nan-obs-v0", poison, record=False)
     transition = len(episodes[0].rewards) - 1 if transition is None else transition  # the last obs is only a next obs
     with pytest.raises(DatasetError, match=rf"'other/hopper/nan-obs-v0': {field} is not finite \(nan\) at transition "
-                                           rf"{transition} \(episode 0\).*write a copy without those episodes"):
+                                           rf"{transition} \(episode 0; .*rebuild it, or write a copy of it without those episodes"):
         load("other/hopper/nan-obs-v0")
 
 

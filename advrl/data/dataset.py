@@ -309,10 +309,12 @@ def nonfinite_problem(dataset_id: str, columns: dict[str, np.ndarray], record: d
         first = int(rows[0])
         value = values[first][~np.isfinite(values[first])][0]
         episodes = np.unique(columns["episode"][rows])
-        fix = rebuild_hint(dataset_id, record) if record else "rebuild it, or write a copy without those episodes"
+        # a deterministic build reproduces a simulator's blow-up: leaving the episodes out may be the only fix
+        rebuild = rebuild_hint(dataset_id, record) if record else "rebuild it"
+        fix = f"{rebuild}, or write a copy of it without those episodes"
         return (
             f"Dataset {dataset_id!r}: {key} is not finite ({value}) at transition {first} (episode "
-            f"{int(columns['episode'][first])}); {len(rows)} transitions in {len(episodes)} episodes are affected. "
+            f"{int(columns['episode'][first])}; {len(rows)} of {len(values)} transitions, in {len(episodes)} episode(s), are affected). "
             f"advrl cannot train on it: {fix}."
         )
     return None
