@@ -200,3 +200,16 @@ def test_data_info_on_a_build_changed_in_place_warns_with_both_fingerprints(buil
     out, err = capsys.readouterr()
     assert f"(advrl.json records {recorded})" in out
     assert f"advrl: warning: Dataset {dataset_id!r} does not hold the data it was built with" in err
+
+
+def test_mix_refuses_a_source_changed_in_place(built):
+    import h5py
+
+    from advrl.data.mix import mix
+
+    source = built("advrl/hopper/random-76-v0")
+    with h5py.File(os.path.join(collect.dataset_path(source), "data", "main_data.hdf5"), "r+") as handle:
+        handle["episode_1/actions"][0, 1] = 0.5
+    with pytest.raises(DatasetError, match=rf"Dataset {source!r} does not hold the data it was built with"):
+        mix([(source, 1.0)], "advrl/hopper/laundered-v0")
+    assert not os.path.exists(collect.dataset_path("advrl/hopper/laundered-v0"))

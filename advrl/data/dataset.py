@@ -344,6 +344,23 @@ def data_problems(ds, columns: dict[str, np.ndarray], fingerprint: str) -> list[
     return [p for p in problems if p]
 
 
+def checked_columns(ds) -> tuple[dict[str, np.ndarray], str]:
+    """All transitions of ``ds`` and their content fingerprint, once the checks at load pass
+    (else the first problem is raised): bad data would otherwise surface much later, as a
+    diverged loss or a wrong score."""
+    try:
+        columns = read_episodes(ds)
+    except DatasetError:
+        raise
+    except Exception as err:  # h5py/arrow errors from a damaged file
+        raise corrupt_dataset_error(ds.spec.dataset_id, err) from err
+    fingerprint = content_fingerprint(columns)
+    problems = data_problems(ds, columns, fingerprint)
+    if problems:
+        raise DatasetError(problems[0])
+    return columns, fingerprint
+
+
 @dataclass
 class ObservationNormalizer:
     """(obs - mean) / std, with std + eps as TD3+BC/CORL compute it; identity when disabled."""
@@ -453,16 +470,8 @@ def content_fingerprint(columns: dict[str, np.ndarray]) -> str:
 def load_offline_data(dataset_cfg, data_cfg, device: torch.device) -> OfflineData:
     ds = open_minari(dataset_cfg.id, download=dataset_cfg.download)
     info = dataset_info(ds)
-    try:
-        columns = read_episodes(ds)
-    except DatasetError:
-        raise
-    except Exception as err:  # h5py/arrow errors from a damaged file
-        raise corrupt_dataset_error(dataset_cfg.id, err) from err
-    info = replace(info, fingerprint=content_fingerprint(columns))
-    problems = data_problems(ds, columns, info.fingerprint)
-    if problems:  # before any training: bad data would surface later as a diverged loss or a wrong score
-        raise DatasetError(problems[0])
+    columns, fingerprint = checked_columns(ds)
+    info = replace(info, fingerprint=fingerprint)
     normalizer = ObservationNormalizer.fit(columns["observation"], data_cfg.normalize_observations)
     reward_fn = reward_transform(reward_factor(columns, data_cfg), data_cfg)
     rewards = reward_fn(columns["reward"].astype(np.float32)).astype(np.float32)
