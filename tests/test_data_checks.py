@@ -133,8 +133,8 @@ def rename_env(dataset_id: str, env_id: str) -> None:
 def test_metadata_naming_another_env_than_the_build_record_is_refused(built):
     dataset_id = built("advrl/hopper/random-70-v0")
     rename_env(dataset_id, "Hopper-v4")
-    with pytest.raises(DatasetError, match=r"metadata's env_spec disagrees with its build record advrl.json "
-                                           r"\(id 'Hopper-v4' there, 'Hopper-v5' in advrl.json\).*advrl data make"):
+    with pytest.raises(DatasetError, match=r"metadata's env_spec \(the env the data was collected in\) disagrees with its build record "
+                                           r"advrl.json \(id .Hopper-v4. there, .Hopper-v5. in advrl.json\).*advrl data make"):
         load(dataset_id)
 
 
@@ -146,7 +146,7 @@ def test_metadata_with_other_reference_returns_is_refused(built):
     metadata["ref_max_score"] = 300.0  # every normalised score x10
     with open(path, "w") as handle:
         json.dump(metadata, handle)
-    with pytest.raises(DatasetError, match=r"reference returns disagrees .*ref_max_score 300.0 there, 3234.3 in advrl.json"):
+    with pytest.raises(DatasetError, match=r"reference returns \(what scores are normalised by\) disagrees .*ref_max_score 300.0 there, 3234.3 in advrl.json"):
         load(dataset_id)
 
 

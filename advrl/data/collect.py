@@ -3,8 +3,9 @@
 The dataset is written under a temporary Minari root and moved into place with one
 ``rename``, so an interrupted build leaves nothing that loads as a complete dataset.
 advrl's own build record (``advrl.json``: behaviour policies, proportions, seed, return
-statistics) is written beside minari's ``data/`` folder inside that staging directory,
-so it appears together with the data or not at all.
+statistics, and the content fingerprint, evaluation env spec and reference returns that
+loading checks the build against) is written beside minari's ``data/`` folder inside that
+staging directory, so it appears together with the data or not at all.
 
 Determinism: episode ``k`` of collection stream ``s`` resets the environment with the seed
 ``reset_seed(seed, s, k)`` (recorded per episode in the dataset), random actions come from

@@ -279,20 +279,21 @@ def metadata_problem(ds, record: dict | None) -> str | None:
     if not record or not record.get("env_id"):
         return None  # not an advrl build: minari's metadata is all there is
     metadata = ds.storage.metadata
-    checks = [  # (what, as advrl.json records it, as minari's metadata says, why it matters)
-        ("env_spec", {"id": record["env_id"]}, spec_fields(metadata_env_spec(ds, "env_spec")), "train in"),
-        ("eval_env_spec", spec_fields(recorded_eval_env(record)), spec_fields(metadata_env_spec(ds, "eval_env_spec")), "score in"),
-        ("reference returns", record.get("ref_scores"), {k: metadata.get(k) for k in REF_SCORES}, "normalise scores by"),
+    checks = [  # (what, what it decides, as advrl.json records it, as minari's metadata says)
+        ("env_spec", "the env the data was collected in", {"id": record["env_id"]}, spec_fields(metadata_env_spec(ds, "env_spec"))),
+        ("eval_env_spec", "the env scores are measured in", spec_fields(recorded_eval_env(record)),
+         spec_fields(metadata_env_spec(ds, "eval_env_spec"))),
+        ("reference returns", "what scores are normalised by", record.get("ref_scores"), {k: metadata.get(k) for k in REF_SCORES}),
     ]
-    for what, wanted, found, use in checks:
+    for what, decides, wanted, found in checks:
         if wanted is None or found is None:
             continue  # older records do not hold every fact
         differing = {k: (found.get(k), v) for k, v in wanted.items() if found.get(k) != v}
         if differing:
             named = "; ".join(f"{k} {got!r} there, {want!r} in advrl.json" for k, (got, want) in differing.items())
             return (
-                f"Dataset {ds.spec.dataset_id!r}: its Minari metadata's {what} disagrees with its build record advrl.json "
-                f"({named}): advrl would {use} something else than the build says; {rebuild_hint(ds.spec.dataset_id, record)}."
+                f"Dataset {ds.spec.dataset_id!r}: its Minari metadata's {what} ({decides}) disagrees with its build record "
+                f"advrl.json ({named}), so one was changed after the build; {rebuild_hint(ds.spec.dataset_id, record)}."
             )
     return None
 
