@@ -178,7 +178,15 @@ def cmd_data(args) -> int:
 
     from advrl.data import catalog, policies
     from advrl.data.collect import dataset_path, read_record
-    from advrl.data.dataset import DatasetError, content_fingerprint, dataset_info, datasets_root, open_minari, read_episodes
+    from advrl.data.dataset import (
+        DatasetError,
+        content_fingerprint,
+        data_problems,
+        dataset_info,
+        datasets_root,
+        open_minari,
+        read_episodes,
+    )
 
     root = getattr(args, "policies", None)
     if args.data_command == "list":
@@ -273,7 +281,12 @@ def cmd_data(args) -> int:
         if args.id not in catalog.remote_ids():
             raise catalog.unknown_id_error(args.id, sorted(local) + catalog.remote_ids(), what="No dataset")
     ds = open_minari(args.id)  # remote ids: explains how to download
-    info = dataclasses.replace(dataset_info(ds), fingerprint=content_fingerprint(read_episodes(ds)))
+    columns = read_episodes(ds)
+    info = dataclasses.replace(dataset_info(ds), fingerprint=content_fingerprint(columns))
+    # what training would refuse is shown, not raised: info is where one looks into such a dataset
+    problems = data_problems(ds, columns, info.fingerprint)
+    for problem in problems:
+        print(f"advrl: warning: {problem}", file=sys.stderr)
     returns = stats.episode_returns(ds)
     metadata = ds.storage.metadata
     keep = ("description", "algorithm_name", "ref_min_score", "ref_max_score", "minari_version", "data_format", "dataset_size", "author")
@@ -288,6 +301,7 @@ def cmd_data(args) -> int:
     summary["histogram"] = stats.histogram(returns).splitlines()
     summary["metadata"] = {k: metadata.get(k) for k in keep if k in metadata}
     summary["advrl"] = read_record(args.id)
+    summary["warnings"] = problems
     if args.png:
         summary["png"] = stats.save_histogram_png(returns, args.png, title=f"{args.id}: episode returns")
     if not args.text:
@@ -295,9 +309,16 @@ def cmd_data(args) -> int:
         return 0
     r = summary["returns"]
     print(f"{args.id}  ({summary['path']})")
-    print(f"  env {summary['env_spec']}  eval env {summary['eval_env_spec']}  obs {info.obs_dim}  action {info.action_dim}")
-    print(f"  {info.n_transitions} transitions, {info.n_episodes} episodes, content fingerprint {info.fingerprint}")
-    print(f"  episode return min {r['min']:.1f}  median {r['median']:.1f}  max {r['max']:.1f}  mean {r['mean']:.1f} ± {r['std']:.1f}")
+    print(f"  env {summary['env_spec']}  eval env {summary['eval_env_spec']} (from {info.eval_env_from})  obs {info.obs_dim}  action {info.action_dim}")
+    recorded = (summary["advrl"] or {}).get("fingerprint")
+    verified = "" if not summary["advrl"] else (" (advrl.json records none: not verified)" if recorded is None
+                                                else " (as advrl.json records)" if recorded == info.fingerprint
+                                                else f" (advrl.json records {recorded})")
+    print(f"  {info.n_transitions} transitions, {info.n_episodes} episodes, content fingerprint {info.fingerprint}{verified}")
+    if r["episodes"]:
+        print(f"  episode return min {r['min']:.1f}  median {r['median']:.1f}  max {r['max']:.1f}  mean {r['mean']:.1f} ± {r['std']:.1f}")
+    if r.get("non_finite"):
+        print(f"  {r['non_finite']} episode returns are not finite (left out of the statistics and the histogram)")
     print(f"  reference returns {info.ref_min_score} .. {info.ref_max_score}")
     print(f"  {summary['metadata'].get('description', '')}")
     print("\n" + stats.histogram(returns))

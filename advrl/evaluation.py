@@ -7,22 +7,37 @@ from collections.abc import Callable
 import gymnasium as gym
 import numpy as np
 
-from advrl.data.dataset import DatasetError, DatasetInfo
+from advrl.data.dataset import DatasetError, DatasetInfo, build_record, recorded_eval_env
+
+
+def recorded_spec(info: DatasetInfo):
+    """The dataset's evaluation env spec, from its build record (advrl.json) when it has one.
+
+    ``dataset_info`` already takes it from there; a run saved before it did carries minari's
+    metadata instead, which can name another env of the same shapes: the local build record of
+    its dataset, when there is one, still decides.
+    """
+    if info.eval_env_from is None and not info.id.startswith("online:"):
+        try:
+            spec = recorded_eval_env(build_record(info.id))
+        except DatasetError:
+            spec = None
+        if spec is not None:
+            return spec
+    return info.eval_env_spec
 
 
 def make_env_factory(info: DatasetInfo, env_id: str | None = None) -> Callable[[], gym.Env]:
-    """A factory for the evaluation env: ``env_id`` if given, else the dataset's eval_env_spec.
+    """A factory for the evaluation env: ``env_id`` if given, else the dataset's eval env spec
+    (see :func:`recorded_spec`).
 
     The env's observation and action shapes are checked against the dataset's.
     """
-    if env_id is not None:
-        spec = env_id
-    elif info.eval_env_spec is not None:
-        spec = info.eval_env_spec
-        if isinstance(spec, str) and spec.lstrip().startswith("{"):
-            spec = gym.envs.registration.EnvSpec.from_json(spec)
-    else:
+    spec = env_id if env_id is not None else recorded_spec(info)
+    if spec is None:
         raise DatasetError(f"Dataset {info.id!r} records no evaluation environment; set eval.env to a Gymnasium id.")
+    if isinstance(spec, str) and spec.lstrip().startswith("{"):
+        spec = gym.envs.registration.EnvSpec.from_json(spec)
 
     def factory() -> gym.Env:
         return gym.make(spec)

@@ -3,8 +3,9 @@
 The dataset is written under a temporary Minari root and moved into place with one
 ``rename``, so an interrupted build leaves nothing that loads as a complete dataset.
 advrl's own build record (``advrl.json``: behaviour policies, proportions, seed, return
-statistics) is written beside minari's ``data/`` folder inside that staging directory,
-so it appears together with the data or not at all.
+statistics, and the content fingerprint, evaluation env spec and reference returns that
+loading checks the build against) is written beside minari's ``data/`` folder inside that
+staging directory, so it appears together with the data or not at all.
 
 Determinism: episode ``k`` of collection stream ``s`` resets the environment with the seed
 ``reset_seed(seed, s, k)`` (recorded per episode in the dataset), random actions come from
@@ -172,7 +173,7 @@ def write_minari_dataset(
                 description=description,
             )
         if record is not None:
-            record = dict(record)
+            record = dict(record, **written_facts(staging, dataset_id))
             if started is not None:
                 record["build_seconds"] = round(time.perf_counter() - started, 3)
             with open(os.path.join(staging, dataset_id, RECORD_FILE), "w") as handle:
@@ -183,6 +184,24 @@ def write_minari_dataset(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def written_facts(root: str, dataset_id: str) -> dict:
+    """What loading later checks the dataset against (see :func:`advrl.data.dataset.data_problems`):
+    the content fingerprint, the evaluation env spec and the reference returns, read back from
+    the files minari wrote, so that they are exactly what a load will see."""
+    import minari
+
+    from advrl.data.dataset import REF_SCORES, content_fingerprint, metadata_env_spec, read_episodes
+
+    with minari_store(root):
+        ds = minari.load_dataset(dataset_id, download=False)
+        spec = metadata_env_spec(ds, "eval_env_spec")
+        return {
+            "fingerprint": content_fingerprint(read_episodes(ds)),
+            "eval_env_spec": spec if spec is None or isinstance(spec, str) else spec.to_json(),
+            "ref_scores": {key: ds.storage.metadata.get(key) for key in REF_SCORES},
+        }
 
 
 def dataset_path(dataset_id: str) -> str:

@@ -52,6 +52,9 @@ class DatasetInfo:
     eval_env_spec: Any  # gymnasium EnvSpec (or None)
     # content hash of the transitions as stored (see content_fingerprint); None when not read
     fingerprint: str | None = None
+    # where eval_env_spec comes from: "advrl.json" (advrl's build record, the authority for
+    # advrl builds) or "minari metadata" (datasets advrl did not build); None in old checkpoints
+    eval_env_from: str | None = None
 
     def facts(self) -> dict:
         return {"obs_dim": self.obs_dim, "action_dim": self.action_dim, "max_action": self.max_action}
@@ -196,11 +199,9 @@ def dataset_info(ds) -> DatasetInfo:
     if not np.allclose(high, high.flat[0]) or not np.allclose(np.asarray(action_space.low), -high):
         raise DatasetError(f"Dataset {dataset_id!r}: advrl expects a symmetric action box [-m, m], got {action_space}.")
     metadata = ds.storage.metadata
-    eval_spec = None
-    try:
-        eval_spec = ds.spec.eval_env_spec or ds.spec.env_spec
-    except AttributeError:
-        eval_spec = metadata.get("eval_env_spec") or metadata.get("env_spec")
+    eval_spec, source = recorded_eval_env(build_record(dataset_id)), "advrl.json"
+    if eval_spec is None:
+        eval_spec, source = metadata_env_spec(ds, "eval_env_spec") or metadata_env_spec(ds, "env_spec"), "minari metadata"
     return DatasetInfo(
         id=dataset_id,
         obs_dim=_box_dim(spec.observation_space, "observation", dataset_id),
@@ -211,7 +212,154 @@ def dataset_info(ds) -> DatasetInfo:
         ref_min_score=metadata.get("ref_min_score"),
         ref_max_score=metadata.get("ref_max_score"),
         eval_env_spec=eval_spec,
+        eval_env_from=source if eval_spec is not None else None,
     )
+
+
+# ---- checks at load: the data is what its build record says, and finite ----------------------
+def build_record(dataset_id: str) -> dict | None:
+    """advrl.json of a local dataset (None: advrl did not build it, e.g. a remote Minari id)."""
+    from advrl.data.collect import read_record
+
+    try:
+        return read_record(dataset_id)
+    except (OSError, ValueError) as err:  # unreadable JSON: the build record cannot vouch for the data
+        raise DatasetError(
+            f"Dataset {dataset_id!r}: its build record advrl.json cannot be read ({err}); {rebuild_hint(dataset_id, None)}."
+        ) from err
+
+
+def recorded_eval_env(record: dict | None):
+    """The evaluation env a build record names: the full spec (JSON) recorded since advrl
+    records it, else the collection env's id (older records)."""
+    if not record:
+        return None
+    return record.get("eval_env_spec") or record.get("env_id")
+
+
+def metadata_env_spec(ds, key: str):
+    """``env_spec`` or ``eval_env_spec`` as minari's metadata holds it (an EnvSpec, its JSON, or None)."""
+    if key == "env_spec":
+        return ds.spec.env_spec or ds.storage.metadata.get(key)
+    return getattr(ds.spec, key, None) or ds.storage.metadata.get(key)  # minari 0.5 keeps it in metadata only
+
+
+def spec_fields(spec) -> dict | None:
+    """What decides the environment a spec makes: id, constructor kwargs, episode limit."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        if not spec.lstrip().startswith("{"):
+            return {"id": spec}
+        import json
+
+        spec = json.loads(spec)
+    elif not isinstance(spec, dict):
+        spec = {"id": spec.id, "kwargs": spec.kwargs, "max_episode_steps": spec.max_episode_steps}
+    return {k: spec.get(k) for k in ("id", "kwargs", "max_episode_steps") if k in spec}
+
+
+def rebuild_hint(dataset_id: str, record: dict | None) -> str:
+    """The fix for a damaged local advrl build: delete it and build it again."""
+    from advrl.data import catalog
+
+    path = os.path.join(datasets_root(), dataset_id)
+    command = (record or {}).get("command") or (f"advrl data make {dataset_id}" if catalog.is_buildable(dataset_id) else None)
+    how = f"`{command}`" if command else "the command that made it"
+    return f"delete {path} and build it again with {how}"
+
+
+REF_SCORES = ("ref_min_score", "ref_max_score")
+
+
+def metadata_problem(ds, record: dict | None) -> str | None:
+    """advrl.json is the authority on an advrl build: minari's metadata naming another
+    environment (the same shapes pass every other check) would train and score the policy in
+    the wrong one, and other reference returns would misstate every normalised score."""
+    if not record or not record.get("env_id"):
+        return None  # not an advrl build: minari's metadata is all there is
+    metadata = ds.storage.metadata
+    checks = [  # (what, what it decides, as advrl.json records it, as minari's metadata says)
+        ("env_spec", "the env the data was collected in", {"id": record["env_id"]}, spec_fields(metadata_env_spec(ds, "env_spec"))),
+        ("eval_env_spec", "the env scores are measured in", spec_fields(recorded_eval_env(record)),
+         spec_fields(metadata_env_spec(ds, "eval_env_spec"))),
+        ("reference returns", "what scores are normalised by", record.get("ref_scores"), {k: metadata.get(k) for k in REF_SCORES}),
+    ]
+    for what, decides, wanted, found in checks:
+        if wanted is None or found is None:
+            continue  # older records do not hold every fact
+        differing = {k: (found.get(k), v) for k, v in wanted.items() if found.get(k) != v}
+        if differing:
+            named = "; ".join(f"{k} {got!r} there, {want!r} in advrl.json" for k, (got, want) in differing.items())
+            return (
+                f"Dataset {ds.spec.dataset_id!r}: its Minari metadata's {what} ({decides}) disagrees with its build record "
+                f"advrl.json ({named}), so one was changed after the build; {rebuild_hint(ds.spec.dataset_id, record)}."
+            )
+    return None
+
+
+def nonfinite_problem(dataset_id: str, columns: dict[str, np.ndarray], record: dict | None = None) -> str | None:
+    """NaN/inf in the data turns every loss that touches it NaN, which would be reported much
+    later as a diverged loss; name the first offending transition instead."""
+    for key in ("observation", "action", "reward", "next.observation"):
+        values = columns[key].reshape(len(columns[key]), -1)
+        bad = ~np.isfinite(values).all(axis=1)
+        if not bad.any():
+            continue
+        rows = np.flatnonzero(bad)
+        first = int(rows[0])
+        value = values[first][~np.isfinite(values[first])][0]
+        episodes = np.unique(columns["episode"][rows])
+        # a deterministic build reproduces a simulator's blow-up: leaving the episodes out may be the only fix
+        rebuild = rebuild_hint(dataset_id, record) if record else "rebuild it"
+        fix = f"{rebuild}, or write a copy of it without those episodes"
+        return (
+            f"Dataset {dataset_id!r}: {key} is not finite ({value}) at transition {first} (episode "
+            f"{int(columns['episode'][first])}; {len(rows)} of {len(values)} transitions, in {len(episodes)} episode(s), are affected). "
+            f"advrl cannot train on it: {fix}."
+        )
+    return None
+
+
+def fingerprint_problem(dataset_id: str, fingerprint: str, record: dict | None) -> str | None:
+    """A build whose stored values were changed after it was written (in place, by a tool or
+    a damaged disk) still loads; only the fingerprint its record holds tells it apart."""
+    recorded = (record or {}).get("fingerprint")
+    if recorded is None or recorded == fingerprint:
+        return None  # builds recorded before advrl wrote fingerprints cannot be checked
+    return (
+        f"Dataset {dataset_id!r} does not hold the data it was built with: its content fingerprint is {fingerprint}, "
+        f"but its build record advrl.json names {recorded} (changed after the build); {rebuild_hint(dataset_id, record)}."
+    )
+
+
+def data_problems(ds, columns: dict[str, np.ndarray], fingerprint: str) -> list[str]:
+    """Every check at load, one line each; empty when the data can be trained on."""
+    dataset_id = ds.spec.dataset_id
+    record = build_record(dataset_id)
+    problems = [
+        metadata_problem(ds, record),
+        nonfinite_problem(dataset_id, columns, record),
+        fingerprint_problem(dataset_id, fingerprint, record),
+    ]
+    return [p for p in problems if p]
+
+
+def checked_columns(ds) -> tuple[dict[str, np.ndarray], str]:
+    """All transitions of ``ds`` and their content fingerprint, once the checks at load pass
+    (else the first problem is raised): bad data would otherwise surface much later, as a
+    diverged loss or a wrong score."""
+    try:
+        columns = read_episodes(ds)
+    except DatasetError:
+        raise
+    except Exception as err:  # h5py/arrow errors from a damaged file
+        raise corrupt_dataset_error(ds.spec.dataset_id, err) from err
+    fingerprint = content_fingerprint(columns)
+    problems = data_problems(ds, columns, fingerprint)
+    if problems:
+        raise DatasetError(problems[0])
+    return columns, fingerprint
 
 
 @dataclass
@@ -323,13 +471,8 @@ def content_fingerprint(columns: dict[str, np.ndarray]) -> str:
 def load_offline_data(dataset_cfg, data_cfg, device: torch.device) -> OfflineData:
     ds = open_minari(dataset_cfg.id, download=dataset_cfg.download)
     info = dataset_info(ds)
-    try:
-        columns = read_episodes(ds)
-    except DatasetError:
-        raise
-    except Exception as err:  # h5py/arrow errors from a damaged file
-        raise corrupt_dataset_error(dataset_cfg.id, err) from err
-    info = replace(info, fingerprint=content_fingerprint(columns))
+    columns, fingerprint = checked_columns(ds)
+    info = replace(info, fingerprint=fingerprint)
     normalizer = ObservationNormalizer.fit(columns["observation"], data_cfg.normalize_observations)
     reward_fn = reward_transform(reward_factor(columns, data_cfg), data_cfg)
     rewards = reward_fn(columns["reward"].astype(np.float32)).astype(np.float32)

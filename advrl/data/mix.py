@@ -16,7 +16,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from advrl.data.dataset import DatasetError
+from advrl.data.dataset import DatasetError, checked_columns
 
 TOLERANCE = 1e-6
 
@@ -127,6 +127,8 @@ def mix(
         raise DatasetError(f"Dataset {new_id!r} already exists at {path}; delete that folder or choose another id.")
 
     datasets = [minari.load_dataset(name, download=False) for name in names]
+    for ds in datasets:  # a changed or non-finite source would pass into the mix under a new, consistent fingerprint
+        checked_columns(ds)
     first = datasets[0]
     for name, ds in zip(names[1:], datasets[1:]):
         env_a, env_b = _env_id(first), _env_id(ds)

@@ -19,11 +19,20 @@ def episode_returns(ds) -> np.ndarray:
     return np.asarray(returns, dtype=np.float64)
 
 
-def return_stats(returns: Iterable[float]) -> dict:
-    """min / median / max / mean / std (population) of episode returns, and their count."""
+def finite(returns: Iterable[float]) -> np.ndarray:
+    """The finite values: one NaN return (NaN in the data) must not blank every statistic."""
     values = np.asarray(list(returns), dtype=np.float64)
+    return values[np.isfinite(values)]
+
+
+def return_stats(returns: Iterable[float]) -> dict:
+    """min / median / max / mean / std (population) of the finite episode returns, and their
+    count; ``non_finite`` counts the others when there are any."""
+    everything = np.asarray(list(returns), dtype=np.float64)
+    values = finite(everything)
+    left_out = {"non_finite": int(everything.size - values.size)} if values.size < everything.size else {}
     if values.size == 0:
-        return {"episodes": 0, "min": None, "median": None, "max": None, "mean": None, "std": None}
+        return {"episodes": 0, "min": None, "median": None, "max": None, "mean": None, "std": None, **left_out}
     return {
         "episodes": int(values.size),
         "min": float(values.min()),
@@ -31,12 +40,13 @@ def return_stats(returns: Iterable[float]) -> dict:
         "max": float(values.max()),
         "mean": float(values.mean()),
         "std": float(values.std()),
+        **left_out,
     }
 
 
 def histogram(returns: Iterable[float], bins: int = 10, width: int = 40) -> str:
-    """Episode returns as text bars, one line per bin: ``[lo, hi)  count  ####``."""
-    values = np.asarray(list(returns), dtype=np.float64)
+    """Finite episode returns as text bars, one line per bin: ``[lo, hi)  count  ####``."""
+    values = finite(returns)
     if values.size == 0:
         return "(no episodes)"
     low, high = float(values.min()), float(values.max())
@@ -60,7 +70,7 @@ def save_histogram_png(returns: Iterable[float], path: str, title: str | None = 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    values = np.asarray(list(returns), dtype=np.float64)
+    values = finite(returns)
     fig = Figure(figsize=(6, 3.5), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
