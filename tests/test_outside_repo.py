@@ -14,7 +14,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY_ID
 
 REPO = Path(__file__).resolve().parent.parent
