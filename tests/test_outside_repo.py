@@ -14,7 +14,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import TINY_ID
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -134,10 +133,9 @@ def test_recipe_show_resolves_the_builtin_parent_and_the_modules_beside_it(site,
     assert "    kind: penalty" in shown.splitlines()
 
 
-def test_tiny_train_runs_the_recipe(site, workdir, minari_root):
-    overrides = [f"dataset.id={TINY_ID}", "train.steps=20", "train.batch_size=32", "train.log_every=10",
-                 "train.checkpoint_every=10", "train.device=cpu", "eval.every=20", "eval.episodes=1", "log.tensorboard=false"]
-    advrl_cli(site, workdir, "train", "my_recipe.yaml", *overrides, "--run-dir", "run", env={"MINARI_DATASETS_PATH": str(minari_root)})
+def test_tiny_train_runs_the_recipe(site, workdir, minari_root, tiny_overrides):
+    env = {"MINARI_DATASETS_PATH": str(minari_root)}
+    advrl_cli(site, workdir, "train", "my_recipe.yaml", *tiny_overrides, "log.tensorboard=false", "--run-dir", "run", env=env)
     header = (workdir / "run" / "train.csv").read_text().splitlines()[0].split(",")
     assert {"loss_bc_l1", "loss_action_l2"} <= set(header)
 
