@@ -248,8 +248,10 @@ def _local_imports(cfg: DictConfig, folder: Path) -> None:
         return  # absent, or of the wrong type, which validation reports
     resolved = []
     for entry in entries:
-        candidates = [folder / entry] if str(entry).endswith(".py") else [
-            folder / (str(entry).replace(".", "/") + ".py"), folder / str(entry).replace(".", "/")]
+        if not isinstance(entry, str):
+            resolved.append(entry)  # validation reports the type
+            continue
+        candidates = [folder / entry] if entry.endswith(".py") else [folder / (entry.replace(".", "/") + ".py"), folder / entry.replace(".", "/")]
         found = [c for c in candidates if c.is_file() or (c / "__init__.py").is_file()]
         resolved.append(str(found[0].resolve()) if found else entry)
     cfg.imports = resolved
@@ -268,7 +270,13 @@ def _load_with_extends(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
     merged = OmegaConf.create()
     for parent in parents:
         merged = _merge(merged, _load_with_extends(recipe_path(parent, path.parent), seen + (path,)))
-    return _merge(merged, cfg)
+    # imports accumulate along the chain (a merge would replace the parents' list): the
+    # resolved recipe, which a run directory keeps, must register every component it names
+    imports = list(dict.fromkeys([*(merged.get("imports") or []), *(cfg.get("imports") or [])]))
+    merged = _merge(merged, cfg)
+    if imports:
+        merged.imports = imports
+    return merged
 
 
 def import_recipe_modules(path: str | Path) -> None:

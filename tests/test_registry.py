@@ -192,3 +192,21 @@ def test_recipe_imports_resolve_beside_the_recipe_file(tmp_path):
     assert "test_beside_schedule" in registry.names("schedule")
     assert str(tmp_path) not in sys.path  # the folder served that import only
     sys.modules.pop("beside_terms", None)
+
+
+def test_imports_accumulate_along_extends(tmp_path):
+    """A recipe that extends one with imports: and adds its own keeps both, so that its resolved
+    copy (the one a run directory keeps) still registers the parent's components."""
+    example = tmp_path / "example"
+    example.mkdir()
+    (example / "base_terms.py").write_text(
+        "from dataclasses import dataclass\nfrom advrl import Component, register\n\n\n"
+        "@register('schedule', 'test_base_terms')\nclass BaseTerms(Component):\n    @dataclass\n    class Config:\n        pass\n"
+    )
+    (example / "parent.yaml").write_text("extends: advrl:bc.yaml\nimports: [base_terms]\n")
+    (tmp_path / "child_terms.py").write_text("")
+    (tmp_path / "child.yaml").write_text("extends: example/parent.yaml\nimports: [child_terms]\n")
+    recipe = advrl.load_recipe(tmp_path / "child.yaml")
+    assert list(recipe.imports) == [str(example / "base_terms.py"), str(tmp_path / "child_terms.py")]
+    sys.modules.pop("base_terms", None)
+    sys.modules.pop("child_terms", None)
