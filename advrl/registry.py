@@ -184,7 +184,9 @@ def get(kind: str, name: str) -> type[Component]:
         hint = f" Closest: {', '.join(repr(c) for c in close)}." if close else ""
         raise RegistryError(
             f"Unknown {kind} {name!r}.{hint} Registered {kind}s: {', '.join(sorted(table)) or '(none)'}. "
-            f"List all components with `advrl components` (or advrl.list_components())."
+            f"List all components with `advrl components` (or advrl.list_components()); those of your own "
+            f"modules are registered by a recipe's imports: (`advrl components --recipe RECIPE`) or a plug-in's "
+            f"entry point ({ENTRY_POINT_GROUP})."
         )
     return table[name]
 

@@ -29,6 +29,7 @@ def test_unknown_name_names_kind_closest_match_and_how_to_list():
     assert "Unknown constraint 'bc_mes'" in message
     assert "'bc_mse'" in message
     assert "advrl components" in message
+    assert "`advrl components --recipe RECIPE`" in message  # where a plug-in module's components come from
 
 
 def test_unknown_kind_suggests_kind():
