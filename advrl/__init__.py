@@ -14,7 +14,7 @@ from __future__ import annotations
 from advrl.component import Component, DataSpec, describe, option, slot
 from advrl.learner.trainer import RunResult, resume, train
 from advrl.recipe import RecipeError, load_recipe
-from advrl.registry import KINDS, RegistryError, register
+from advrl.registry import KINDS, RegistryError, register, register_kind
 from advrl.run import Run, load_run
 
 __version__ = "0.1.0"
@@ -34,7 +34,7 @@ def list_components(kind: str | None = None) -> dict[str, list[str]]:
     """Registered component names by kind (all kinds, or one)."""
     from advrl import registry
 
-    kinds = [kind] if kind else list(KINDS)
+    kinds = [kind] if kind else list(registry.kinds())  # plug-ins' kinds included
     return {k: registry.names(k) for k in kinds}
 
 
@@ -53,6 +53,7 @@ __all__ = [
     "make",
     "option",
     "register",
+    "register_kind",
     "resume",
     "slot",
     "train",

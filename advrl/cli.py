@@ -138,17 +138,23 @@ def cmd_probe(args) -> int:
 def cmd_components(args) -> int:
     from advrl.component import describe
 
+    if args.recipe:  # what the recipe's imports: register is listed too
+        from advrl.recipe import import_recipe_modules
+
+        import_recipe_modules(args.recipe)
+    kinds = registry.kinds()  # loads the built-ins and plug-ins first: plug-ins may add kinds
     if args.kind and args.name:
         print(describe(registry.get(args.kind, args.name)))
         return 0
-    kinds = [args.kind] if args.kind else list(registry.KINDS)
-    for kind in kinds:
-        if kind not in registry.KINDS:
+    for kind in [args.kind] if args.kind else list(kinds):
+        if kind not in kinds:
             registry.get(kind, "")  # raises with close matches
         names = registry.names(kind)
-        print(f"{kind:12s} {', '.join(names) or '-':60s}  # {registry.KINDS[kind]}")
+        print(f"{kind:12s} {', '.join(names) or '-':60s}  # {kinds[kind]}")
     if not args.kind:
-        print("\nDescribe one: advrl components KIND NAME")
+        entries = [f"{e.name} = {e.value}" for e in registry.plugins()]
+        print(f"\nPlug-ins (entry points {registry.ENTRY_POINT_GROUP}): {', '.join(entries) or '(none)'}")
+        print("Describe one: advrl components KIND NAME")
     return 0
 
 
@@ -412,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     comps = sub.add_parser("components", help="list registered components, or describe one")
     comps.add_argument("kind", nargs="?")
     comps.add_argument("name", nargs="?")
+    comps.add_argument("--recipe", help="also the components that this recipe's imports: register")
     comps.set_defaults(func=cmd_components)
 
     recipe = sub.add_parser("recipe", help="recipe tools")

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 from dataclasses import MISSING as DATACLASS_MISSING
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,7 @@ if not OmegaConf.has_resolver("int_mul"):
 # ---- loading -------------------------------------------------------------------------------
 def _read_yaml(path: Path) -> DictConfig:
     if not path.is_file():
-        raise RecipeError(f"Recipe file {str(path)!r} does not exist.")
+        raise RecipeError(f"Recipe file {str(path)!r} does not exist.{_builtin_hint(path)}")
     try:
         cfg = OmegaConf.load(path)
     except Exception as err:  # yaml syntax errors come in many types
@@ -153,6 +154,16 @@ def _read_yaml(path: Path) -> DictConfig:
     if not isinstance(cfg, DictConfig):
         raise RecipeError(f"Recipe {str(path)!r} must be a mapping at the top level.")
     return cfg
+
+
+def _builtin_hint(path: Path) -> str:
+    """For a missing built-in recipe, the closest names of those that exist."""
+    root = packaged_recipes().resolve()
+    if not path.resolve().is_relative_to(root):
+        return ""
+    names = sorted(str(p.relative_to(root)) for p in root.rglob("*.yaml"))
+    close = difflib.get_close_matches(str(path.resolve().relative_to(root)), names, n=3)
+    return f" Closest built-in recipes: {', '.join(PACKAGED_PREFIX + c for c in close)}." if close else ""
 
 
 def _merge_components(base: DictConfig, override: DictConfig) -> DictConfig:
@@ -212,19 +223,66 @@ def _merge(base: DictConfig, override: DictConfig) -> DictConfig:
     return merged
 
 
+PACKAGED_PREFIX = "advrl:"  # `extends: advrl:td3bc.yaml` names a recipe shipped inside the advrl package
+
+
+def packaged_recipes() -> Path:
+    """The folder of advrl's built-in recipes, wherever advrl is installed."""
+    return Path(str(resources.files("advrl").joinpath("recipes")))
+
+
+def recipe_path(name: str | Path, base: Path | None = None) -> Path:
+    """The file a recipe reference names: ``advrl:REL`` is a built-in recipe (from any folder);
+    any other path is taken relative to ``base`` (the extending recipe's folder) or the cwd."""
+    text = str(name)
+    if text.startswith(PACKAGED_PREFIX):
+        return packaged_recipes() / text[len(PACKAGED_PREFIX):]
+    return Path(text) if base is None else base / text
+
+
+def _local_imports(cfg: DictConfig, folder: Path) -> None:
+    """Write each ``imports:`` module found in the recipe's own folder as its file path, so
+    that it imports from any cwd and so does the resolved recipe a run directory keeps."""
+    entries = cfg.get("imports")
+    if not isinstance(entries, ListConfig):
+        return  # absent, or of the wrong type, which validation reports
+    resolved = []
+    for entry in entries:
+        if not isinstance(entry, str):
+            resolved.append(entry)  # validation reports the type
+            continue
+        candidates = [folder / entry] if entry.endswith(".py") else [folder / (entry.replace(".", "/") + ".py"), folder / entry.replace(".", "/")]
+        found = [c for c in candidates if c.is_file() or (c / "__init__.py").is_file()]
+        resolved.append(str(found[0].resolve()) if found else entry)
+    cfg.imports = resolved
+
+
 def _load_with_extends(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
     path = path.resolve()
     if path in seen:
         raise RecipeError(f"Recipe {str(path)!r} extends itself through {' -> '.join(str(p) for p in seen)}.")
     cfg = _read_yaml(path)
+    _local_imports(cfg, path.parent)
     parents = cfg.pop("extends", None)
     if parents is None:
         return cfg
     parents = [parents] if isinstance(parents, str) else list(parents)
     merged = OmegaConf.create()
     for parent in parents:
-        merged = _merge(merged, _load_with_extends(path.parent / parent, seen + (path,)))
-    return _merge(merged, cfg)
+        merged = _merge(merged, _load_with_extends(recipe_path(parent, path.parent), seen + (path,)))
+    # imports accumulate along the chain (a merge would replace the parents' list): the
+    # resolved recipe, which a run directory keeps, must register every component it names
+    imports = list(dict.fromkeys([*(merged.get("imports") or []), *(cfg.get("imports") or [])]))
+    merged = _merge(merged, cfg)
+    if imports:
+        merged.imports = imports
+    return merged
+
+
+def import_recipe_modules(path: str | Path) -> None:
+    """Import what a recipe's ``imports:`` names (with its extends chain), without validating it."""
+    cfg = _load_with_extends(recipe_path(path))
+    registry.import_user_modules(list(cfg.get("imports") or []))
 
 
 def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
@@ -238,12 +296,15 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), dataset_facts: dict | None = None) -> DictConfig:
     """Load a recipe: ``extends`` chain, then ``key=value`` overrides, then validation.
 
+    ``path`` is a file, or ``advrl:NAME.yaml`` for a built-in recipe (``advrl:td3bc.yaml``).
+
     ``dataset_facts`` (obs_dim, action_dim, max_action) fills ``dataset.*`` so interpolations
     such as ``${dataset.action_dim}`` resolve; without it they resolve to null.
     """
-    cfg = apply_overrides(_load_with_extends(Path(path)), list(overrides))
+    file = recipe_path(path)
+    cfg = apply_overrides(_load_with_extends(file), list(overrides))
     if "name" not in cfg:
-        cfg.name = Path(path).stem
+        cfg.name = file.stem
     cfg = validate(cfg)
     if dataset_facts:
         for key, value in dataset_facts.items():

@@ -2,15 +2,18 @@
 
 Third-party packages add components through the entry-point group ``advrl.components``
 (each entry point names a module whose import registers its components); a recipe may
-also list ``imports:`` of user modules.
+also list ``imports:`` of user modules. A plug-in may add a kind of its own with
+:func:`register_kind` before registering components of that kind.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import sys
 from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -49,6 +52,31 @@ def _check_kind(kind: str) -> None:
         raise RegistryError(f"Unknown component kind {kind!r}.{hint} Kinds: {', '.join(KINDS)}.")
 
 
+def register_kind(kind: str, description: str) -> str:
+    """Add a component kind (a registry table and a recipe slot ``kind:``) for plug-ins.
+
+    Registering a kind again with the same description does nothing, so a plug-in module
+    may be imported twice; another description for a taken kind raises, naming the holder's.
+    """
+    if not kind.isidentifier():
+        raise RegistryError(f"Component kind {kind!r} must be a Python identifier (letters, digits, underscores).")
+    if not description.strip():
+        raise RegistryError(f"Component kind {kind!r} needs a one-line description (shown by `advrl components`).")
+    if kind in KINDS:
+        if KINDS[kind] != description:
+            raise RegistryError(f"Component kind {kind!r} already exists ({KINDS[kind]}); choose another name.")
+        return kind
+    KINDS[kind] = description
+    _TABLES[kind] = {}
+    return kind
+
+
+def kinds() -> dict[str, str]:
+    """Every kind with its description, plug-ins' kinds included (which load_builtins imports)."""
+    load_builtins()
+    return dict(KINDS)
+
+
 def register(kind: str, name: str | None = None, *, force: bool = False) -> Callable:
     """Class decorator registering a :class:`~advrl.component.Component` under ``kind``/``name``.
 
@@ -82,20 +110,68 @@ def load_builtins() -> None:
         return
     _builtins_loaded = True
     importlib.import_module("advrl.components")
-    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        entry.load()
+    for entry in plugins():
+        try:
+            entry.load()
+        except Exception as err:  # a broken plug-in is named, not a bare traceback from its module
+            raise RegistryError(
+                f"Plug-in {entry.name!r} (entry point {entry.value!r} of group {ENTRY_POINT_GROUP!r}) failed to load: {err!r}"
+            ) from err
+
+
+def plugins() -> list[metadata.EntryPoint]:
+    """The installed plug-ins: entry points of the group ``advrl.components``."""
+    return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
 
 
 def import_user_modules(modules: list[str]) -> None:
-    """Import modules named in a recipe's ``imports:`` so that they register components."""
+    """Import modules named in a recipe's ``imports:`` so that they register components.
+
+    An entry is a module name (found on ``sys.path``) or the path of a module file or
+    package folder, which the recipe loader writes for modules found beside a recipe.
+    """
     for module in modules:
         try:
-            importlib.import_module(module)
+            if module.endswith(".py") or "/" in module or "\\" in module:
+                _import_path(Path(module))
+            else:
+                importlib.import_module(module)
         except ImportError as err:
             raise ImportError(
                 f"Recipe key 'imports' names module {module!r}, which cannot be imported ({err}). "
-                "Make it importable (pip install it, or add its folder to PYTHONPATH)."
+                "Put it beside the recipe that imports it, pip install it, or add its folder to PYTHONPATH."
             ) from err
+
+
+def module_path_name(path: Path) -> tuple[Path, str]:
+    """(folder to import from, dotted module name) of a module file or package folder: the
+    enclosing packages (folders with ``__init__.py``) become part of the name, as Python does."""
+    path = path.resolve()
+    parts = [path.stem if path.suffix == ".py" else path.name]
+    root = path.parent
+    while (root / "__init__.py").is_file():
+        parts.insert(0, root.name)
+        root = root.parent
+    return root, ".".join(parts)
+
+
+def _import_path(path: Path) -> None:
+    if not (path.is_file() or (path / "__init__.py").is_file()):
+        raise ImportError(f"{str(path)!r} is neither a module file nor a package folder")
+    root, dotted = module_path_name(path)
+    loaded = sys.modules.get(dotted)
+    if loaded is not None:
+        origin = Path(getattr(loaded, "__file__", "") or "").resolve()
+        if origin not in (path.resolve(), (path / "__init__.py").resolve()):
+            raise ImportError(f"module {dotted!r} is already imported from {str(origin)!r}; rename one of the two")
+        return
+    # Prepended only for this import, so that the folder's other files never shadow
+    # installed modules that are imported later.
+    sys.path.insert(0, str(root))
+    try:
+        importlib.import_module(dotted)
+    finally:
+        sys.path.remove(str(root))
 
 
 def get(kind: str, name: str) -> type[Component]:
@@ -108,7 +184,9 @@ def get(kind: str, name: str) -> type[Component]:
         hint = f" Closest: {', '.join(repr(c) for c in close)}." if close else ""
         raise RegistryError(
             f"Unknown {kind} {name!r}.{hint} Registered {kind}s: {', '.join(sorted(table)) or '(none)'}. "
-            f"List all components with `advrl components` (or advrl.list_components())."
+            f"List all components with `advrl components` (or advrl.list_components()); those of your own "
+            f"modules are registered by a recipe's imports: (`advrl components --recipe RECIPE`) or a plug-in's "
+            f"entry point ({ENTRY_POINT_GROUP})."
         )
     return table[name]
 

@@ -119,9 +119,9 @@ class SweepRun:
 def plan(recipe: str | Path, overrides: list[str], out: str | Path) -> list[SweepRun]:
     """The sweep's runs, each recipe validated first (a typo fails before anything starts);
     ``out`` keeps a manifest so that the same folder is never reused for other settings."""
-    from advrl.recipe import load_recipe
+    from advrl.recipe import load_recipe, recipe_path
 
-    recipe, out = Path(recipe).resolve(), Path(out)
+    recipe, out = recipe_path(recipe).resolve(), Path(out)  # advrl:NAME.yaml -> the packaged file
     points = expand_grid(list(overrides))
     swept_keys = [o.partition("=")[0] for o in overrides if len(split_values(o.partition("=")[2])) > 1]
     for point in points:

@@ -1,8 +1,7 @@
 """Plain single-file PyTorch A2PO update, CORL style, as the throughput reference.
 
-Written for ``throughput.py`` from the description of the official update (Plankson/A2PO,
-``OffRL.policy_train``) in ../shared/reference/algorithms.md §2.3-2.5 (Qing et al., NeurIPS 2024,
-arXiv 2403.07262), in the shape of CORL's single-file algorithms: separate modules, ``copy.deepcopy``
+Written for ``throughput.py`` after the official update (github.com/Plankson/A2PO at d9cd771,
+a2po.py, ``OffRL.policy_train``; Qing et al., NeurIPS 2024, arXiv 2403.07262), in the shape of CORL's single-file algorithms: separate modules, ``copy.deepcopy``
 targets, a Python soft-update loop, default ``torch.optim.Adam`` (every lr 3e-4; the StepLR
 schedulers of the official code are never stepped, so they are left out), ``loss.backward()`` per
 optimiser, batches already on the device as ``(state, action, reward [B, 1], next_state, done [B, 1])``.

@@ -1,7 +1,7 @@
 """Plain single-file PyTorch A2PR update, CORL style, as the throughput reference.
 
-Written for ``throughput.py`` from the description of the official update in
-../shared/reference/algorithms.md §1.3-1.5 (Liu et al., ICML 2024, arXiv 2405.19909), in the
+Written for ``throughput.py`` after the official update (github.com/ltlhuuu/A2PR at f92a2a4,
+A2PR.py, ``A2PR.train``, networks in core/network/; Liu et al., ICML 2024, arXiv 2405.19909), in the
 shape of CORL's single-file algorithms: separate modules (actor 3x256; one twin-critic
 module, each Q with 4 hidden layers of 256; V 4x256 without target; VAE 750-750 with latent
 2A), ``copy.deepcopy`` targets, a Python soft-update loop, default ``torch.optim.Adam``

@@ -1,8 +1,9 @@
 """The worked example of CONTRIBUTING.md: a new constraint term in one file.
 
-Use it from a recipe without touching advrl:
+Use it from a recipe without touching advrl, as ``td3bc_l1.yaml`` beside this file does:
 
-    imports: [examples.l1_constraint]        # or any importable module of yours
+    extends: advrl:td3bc.yaml
+    imports: [l1_constraint]                 # a module beside the recipe, or any importable one
     components:
       constraint: {name: bc_l1, weight: 1.0}
 """

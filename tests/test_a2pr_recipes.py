@@ -1,6 +1,7 @@
 """A2PR recipes end to end on the tiny local dataset: recipes/a2pr.yaml, every ablation in
 recipes/a2pr/ablations/ and one per-dataset recipe of recipes/a2pr/ (dataset id overridden);
-and the published per-dataset settings (../shared/reference/algorithms.md §1.4) of every
+and the published per-dataset settings (github.com/ltlhuuu/A2PR: README history and the removed
+run.sh, up to f92a2a4) of every
 per-dataset recipe, including gamma reaching the value net through interpolation."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The worked example of CONTRIBUTING.md works as documented."""
+"""The worked example of CONTRIBUTING.md works as documented (from a folder outside the
+repository and an installed wheel: tests/test_outside_repo.py)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,16 @@ import torch
 from tensordict import TensorDict
 
 import advrl
+from advrl import registry
 from advrl.component import DataSpec
 
-REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 @pytest.fixture
-def example(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO))
-    from examples import l1_constraint
-
-    return l1_constraint
+def example():
+    """The example registered the way its recipe's imports: does it: by path, sys.path untouched."""
+    registry.import_user_modules([str(EXAMPLES / "l1_constraint.py")])
 
 
 def test_example_term_value_and_gradient(example):
@@ -32,8 +32,7 @@ def test_example_term_value_and_gradient(example):
     assert torch.allclose(policy_action.grad, 2.0 / 4 * torch.tensor([[1.0, -1.0], [-1.0, 1.0]]))
 
 
-def test_example_swaps_into_td3bc_with_one_override(example, minari_root, tiny_overrides, tmp_path):
-    overrides = tiny_overrides + ["imports=[examples.l1_constraint]", "components.constraint.name=bc_l1"]
-    result = advrl.train(REPO / "recipes" / "td3bc.yaml", overrides, run_dir=tmp_path / "run", progress=False)
+def test_example_recipe_swaps_the_term_into_td3bc(minari_root, tiny_overrides, tmp_path):
+    result = advrl.train(EXAMPLES / "td3bc_l1.yaml", tiny_overrides, run_dir=tmp_path / "run", progress=False)
     assert result.steps == 20
     assert "loss_bc_l1" in (tmp_path / "run" / "train.csv").read_text().splitlines()[0]

@@ -152,3 +152,21 @@ def test_interpolations_resolve_against_train_and_dataset_facts(tmp_path):
     assert list(recipe.components.critic.hidden_sizes) == [11]
     iql = load_recipe(RECIPES / "iql.yaml", ["train.steps=77"])
     assert OmegaConf.to_container(iql, resolve=True)["updates"]["actor"]["optimize"]["actor"]["lr_schedule"]["steps"] == 77
+
+
+def test_builtin_recipes_are_named_by_prefix_from_any_folder(tmp_path, monkeypatch):
+    """`advrl:REL` is the recipe shipped inside the package: as a path, in `extends:`, in a sweep."""
+    from advrl import sweep
+    from advrl.recipe import packaged_recipes
+
+    monkeypatch.chdir(tmp_path)  # nothing relative to the repository resolves from here
+    assert packaged_recipes().resolve() == RECIPES.resolve()  # the top-level recipes/ is the package's
+    by_prefix = load_recipe("advrl:a2pr/hopper-medium.yaml")  # its own extends: ../a2pr.yaml resolves too
+    assert by_prefix == load_recipe(RECIPES / "a2pr" / "hopper-medium.yaml")
+    (tmp_path / "mine.yaml").write_text("extends: [advrl:td3bc.yaml]\nname: mine\ntrain: {steps: 7}\n")
+    mine = load_recipe(tmp_path / "mine.yaml")
+    assert (mine.name, mine.train.steps, mine.components.actor_loss.alpha) == ("mine", 7, 2.5)
+    with pytest.raises(RecipeError, match="Closest built-in recipes: advrl:td3bc.yaml"):
+        load_recipe("advrl:td3_bc.yaml")
+    runs = sweep.plan("advrl:bc.yaml", ["seed=0,1"], tmp_path / "sweep")
+    assert runs[0].command()[4] == str((RECIPES / "bc.yaml").resolve())

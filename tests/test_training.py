@@ -107,42 +107,71 @@ def test_resume_refuses_a_rebuilt_dataset(minari_root, tiny_overrides, tmp_path)
         advrl.resume(run_dir, progress=False)
 
 
+GATE_SCHEDULE = """
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from advrl import Component, option, register
+
+
+@register("schedule", "test_gate")
+class Gate(Component):
+    \"\"\"lr factor 1 at every step; at step block_at it waits until the file `gate` exists,
+    saying so with the file `blocked`: a run stopped mid-way on purpose.\"\"\"
+
+    @dataclass
+    class Config:
+        gate: str = option("", "file that lets the run go on")
+        blocked: str = option("", "file written while waiting")
+        block_at: int = option(0, "step to wait at")
+
+    def value(self, step):
+        if step == self.config.block_at and not Path(self.config.gate).exists():
+            Path(self.config.blocked).touch()
+            while not Path(self.config.gate).exists():
+                time.sleep(0.01)
+        return 1.0
+"""
+
+
 def test_resume_after_sigkill(minari_root, tmp_path):
-    """A run killed with SIGKILL (possibly mid-checkpoint) resumes and ends like an uninterrupted one."""
-    overrides = [
-        "dataset.id=advrl/hopper/random-v0",
-        # 1000 steps: about 1 s of training after the first checkpoint on an idle machine, so the
-        # kill below lands mid-run (with 300 it could land after the last step)
-        "train.steps=1000",
-        "train.batch_size=32",
-        "train.log_every=50",
-        "train.checkpoint_every=5",
-        "train.device=cpu",
-        "eval.episodes=0",
-    ]
+    """A run killed with SIGKILL mid-run resumes and ends like an uninterrupted one. The kill
+    cannot miss: the killed run waits at step 500 of 1000 (an lr schedule of factor 1 that
+    blocks until a file appears) and is killed only once it says it waits there."""
+    gate, blocked = tmp_path / "gate", tmp_path / "blocked"
+    (tmp_path / "gate_schedule.py").write_text(GATE_SCHEDULE)
+    (tmp_path / "bc_gated.yaml").write_text(
+        "extends: advrl:bc.yaml\nimports: [gate_schedule]\nupdates:\n  actor:\n    optimize:\n      actor:\n"
+        f"        lr_schedule: {{name: test_gate, gate: '{gate}', blocked: '{blocked}', block_at: 500}}\n"
+    )
+    overrides = ["dataset.id=advrl/hopper/random-v0", "train.steps=1000", "train.batch_size=32", "train.log_every=50",
+                 "train.checkpoint_every=5", "train.device=cpu", "eval.episodes=0"]
     env = {**os.environ, "MINARI_DATASETS_PATH": str(minari_root)}
-    cmd = [sys.executable, "-m", "advrl.cli", "train", str(RECIPES / "bc.yaml"), *overrides, "--no-progress"]
+    cmd = [sys.executable, "-m", "advrl.cli", "train", str(tmp_path / "bc_gated.yaml"), *overrides, "--no-progress"]
+    gate.touch()  # the uninterrupted run never waits
     straight = subprocess.run([*cmd, "--run-dir", str(tmp_path / "straight")], env=env, capture_output=True, text=True)
     assert straight.returncode == 0, straight.stderr
+    gate.unlink()
 
     killed_dir = tmp_path / "killed"
     proc = subprocess.Popen([*cmd, "--run-dir", str(killed_dir)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    checkpoint_path = killed_dir / "checkpoints" / "last.pt"
-    deadline = time.time() + 120
-    while not checkpoint_path.exists() and time.time() < deadline and proc.poll() is None:
+    deadline = time.time() + 300
+    while not blocked.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(0.1)
-    if proc.poll() is not None:
-        pytest.skip("the run finished before it could be killed (machine too fast for this test)")
+    assert blocked.exists() and proc.poll() is None, f"the run never reached step 500: {proc.stderr.read() if proc.poll() is not None else 'timeout'}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert torch.load(checkpoint_path, weights_only=False)["step"] < 1000
+    checkpoint_path = killed_dir / "checkpoints" / "last.pt"
+    assert 0 < torch.load(checkpoint_path, weights_only=False)["step"] <= 500
 
+    gate.touch()
     resumed = subprocess.run(
         [sys.executable, "-m", "advrl.cli", "train", "--resume", str(killed_dir), "--no-progress"],
         env=env, capture_output=True, text=True,
     )
     assert resumed.returncode == 0, resumed.stderr
+    assert torch.load(checkpoint_path, weights_only=False)["step"] == 1000
     assert not list(checkpoint_path.parent.glob(".*.tmp"))
     assert_same_parameters(final_state(tmp_path / "straight"), final_state(killed_dir))
 

@@ -19,7 +19,8 @@ transitions (``medium-replay``: the whole replay prefix), unless the id carries 
 small and full-size datasets apart in one store; the recipes' default dataset is a tagged
 one, so that building it on first use takes about a minute.
 
-Scores use D4RL's reference returns (``../shared/reference/d4rl_ref_scores.md``), so they
+Scores use D4RL's reference returns (``REF_MIN_SCORE``/``REF_MAX_SCORE`` in d4rl/infos.py of
+github.com/Farama-Foundation/D4RL), so they
 read like the papers' even though v5 is not D4RL's mujoco-py v2. Every built dataset has
 ``advrl.json`` beside minari's ``data/`` (see :func:`advrl.data.collect.read_record`).
 """

@@ -34,7 +34,7 @@ LEVELS = ("random", "medium", "expert")
 FILE_LEVELS = ("medium", "expert")
 FORMAT = "advrl-policy-v1"
 ENV_VAR = "ADVRL_POLICIES_PATH"
-TRAIN_RECIPE = "recipes/online/sac.yaml"
+TRAIN_RECIPE = "advrl:online/sac.yaml"  # the packaged recipe: the hint works from any folder
 _SNAPSHOT = re.compile(r"^step(\d+)\.pt$")
 
 

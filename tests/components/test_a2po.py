@@ -2,7 +2,8 @@
 advantage_aware_bc, value: td) on hand-set networks and written-out numbers, and the full A2PO
 update sequence assembled from recipes/a2po.yaml: which parameters each update moves and when,
 the loss routing of the joint critic + V update, and the critic's TD target through the current
-CVAE decoder and the target latent actor (../shared/reference/algorithms.md §2.5)."""
+CVAE decoder and the target latent actor (github.com/Plankson/A2PO at d9cd771, a2po.py,
+OffRL.policy_train)."""
 
 from __future__ import annotations
 

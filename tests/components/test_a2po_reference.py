@@ -1,5 +1,6 @@
 """advrl's A2PO (recipes/a2po.yaml) against the plain reference implementation in
-benchmarks/reference_a2po.py, written separately from ../shared/reference/algorithms.md §2.5
+benchmarks/reference_a2po.py, written separately from the official update (github.com/Plankson/A2PO
+at d9cd771, a2po.py, OffRL.policy_train)
 (CORL-style modules, Q_1/Q_2/V in one critic module with one Adam, backward per optimiser):
 from the same weights with the same noise, six steps through the CVAE's stop step K and beyond
 give the same losses, the same advantage condition xi and the same parameters."""

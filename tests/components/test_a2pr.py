@@ -1,7 +1,8 @@
 """A2PR's components (behavior: vae, value: td_min, selector: advantage_threshold,
 constraint: a2pr_adaptive) on hand-set networks and written-out numbers, and one full A2PR
 step assembled from recipes/a2pr.yaml: which parameters each update moves, and the update
-order of ../shared/reference/algorithms.md §1.5 (critic -> V -> VAE -> actor every 2nd step),
+order of the official A2PR.train (github.com/ltlhuuu/A2PR at f92a2a4, A2PR.py: critic -> V -> VAE ->
+actor every 2nd step),
 also checked against the plain reference implementation in benchmarks/reference_a2pr.py."""
 
 from __future__ import annotations
@@ -694,7 +695,7 @@ def test_behavior_update_uses_updated_critic_and_pre_update_value():
 def test_actor_update_by_hand_uses_updated_vae():
     """At an even step the actor loss is -lambda mean Q_1(s, pi) + mean(g (pi - t)^2) with
     a~ = the *updated* VAE's reconstruction of pi, A(a) = the behaviour update's advantage and
-    V(s) the value update's pre-update values (algorithms.md §1.5 step 4)."""
+    V(s) the value update's pre-update values (official A2PR.train, actor step)."""
     comps, updates = build_a2pr()
     td = a2pr_batch()
     center_value(comps, td)
@@ -737,7 +738,7 @@ LR = 1e-3  # the same for every update, so that each update's effect is well abo
 
 def test_six_steps_match_the_reference_implementation():
     """Six steps of the recipe and of benchmarks/reference_a2pr.py (separately written from
-    algorithms.md §1.5: CORL-style modules, backward per optimiser), started from the same
+    the official A2PR.train: CORL-style modules, backward per optimiser), started from the same
     weights with the same noise, give the same losses and the same parameters."""
     reference_a2pr = benchmark_module("reference_a2pr")
     lrs = [f"updates.{u}.optimize.{slot}.lr={LR}" for u, slot in [("critic", "critic"), ("value", "value"), ("behavior", "behavior"), ("actor", "actor")]]
