@@ -36,3 +36,10 @@ def test_example_recipe_swaps_the_term_into_td3bc(minari_root, tiny_overrides, t
     result = advrl.train(EXAMPLES / "td3bc_l1.yaml", tiny_overrides, run_dir=tmp_path / "run", progress=False)
     assert result.steps == 20
     assert "loss_bc_l1" in (tmp_path / "run" / "train.csv").read_text().splitlines()[0]
+
+
+def test_example_passes_the_conformance_kit(example):
+    from advrl.testing import check_component
+
+    report = check_component("constraint", "bc_l1", weight=2.0)
+    assert report.loss_reaches == {"loss_bc_l1": ["policy_action"]} and report.unread == []

@@ -35,7 +35,7 @@ NEW_KIND = textwrap.dedent(
             weight: float = option(0.1, "weight; larger -> smaller actions")
 
         reads = ("policy_action",)
-        writes = ("loss_action_l2",)
+        losses = ("loss_action_l2",)
 
         def compute(self, td, step):
             return {"loss_action_l2": self.config.weight * td["policy_action"].pow(2).mean()}

@@ -141,7 +141,7 @@ def test_plugin_kind_is_listed_and_usable_as_recipe_slot(penalty_kind, tmp_path)
             weight: float = option(0.5, "weight; larger -> smaller actions")
 
         reads = ("policy_action",)
-        writes = ("loss_action_l2",)
+        losses = ("loss_action_l2",)
 
         def compute(self, td, step):
             return {"loss_action_l2": self.config.weight * td["policy_action"].pow(2).mean()}

@@ -23,7 +23,7 @@ class LatentActor(Component):
 
     @dataclass
     class Config:
-        behavior: str = slot("behavior", "behavior", "conditional behaviour model decoding the latent", needs=("decode",))
+        behavior: str = slot("behavior", "behavior", "conditional behaviour model decoding the latent", needs=("decode", "condition"))
         hidden_sizes: list[int] = option([256, 256], "widths of the hidden layers (A2PO: 2 x 256)")
         activation: str = option("relu", "hidden activation")
         condition_dim: int = option(1, "size of the condition xi")

@@ -46,7 +46,7 @@ class StateAdaptiveCoefficient(Component):
         hidden_sizes: list[int] = option([512, 512, 512], "widths of the hidden layers")
         form: str = option("auto", "beta loss form: auto (by the actor), deterministic or stochastic")
         actor: str = slot("actor", "actor", "the regularised policy")
-        threshold: str | None = slot("schedule", "threshold", "schedule of n; null: constant n", needs=("value",))
+        threshold: str | None = slot("schedule", "threshold", "schedule of n; null: constant n", needs=("value", "observe"))
         n: float = option(1.0, "n when no threshold schedule is given")
         sigma: float = option(0.1, "deterministic form: exploration std delta (SSAR: 0.1)")
         floor_n: float = option(10.0, "stochastic form: log pi is floored at C_floor_n (SSAR: 10)")

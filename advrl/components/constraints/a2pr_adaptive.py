@@ -66,12 +66,12 @@ class A2PRAdaptive(Component):
             recon_adv = self.ref("advantage").estimate(td["observation"], recon, td["state_value"])
             pick = recon_adv >= data_adv if cfg.ties_to_behavior else recon_adv > data_adv
             target = torch.where(pick.unsqueeze(-1), recon, action)
-            chosen = pick.float()
+            chosen = pick.to(data_adv.dtype)
             if cfg.gate == "or":
                 open_gate = (recon_adv >= 0) | (data_adv > 0)
             else:
                 open_gate = (recon_adv >= 0) & (data_adv > 0)
-        gate = torch.ones_like(data_adv) if cfg.gate == "none" else open_gate.float()
+        gate = torch.ones_like(data_adv) if cfg.gate == "none" else open_gate.to(data_adv.dtype)
         if cfg.detach_target:
             target = target.detach()
         squared = (policy_action - target) ** 2

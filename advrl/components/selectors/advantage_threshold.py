@@ -28,4 +28,4 @@ class AdvantageThreshold(Component):
     def compute(self, td, step):
         advantage = td["advantage"]
         selected = advantage > self.config.threshold if self.config.strict else advantage >= self.config.threshold
-        return {self.config.out_key: selected.float()}
+        return {self.config.out_key: selected.to(advantage.dtype)}

@@ -22,4 +22,5 @@ class ReturnThreshold(Component):
     writes = ("{out_key}",)
 
     def compute(self, td, step):
-        return {self.config.out_key: (td["episode_return"] > self.config.threshold).float()}
+        returns = td["episode_return"]
+        return {self.config.out_key: (returns > self.config.threshold).to(returns.dtype)}

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from advrl.component import Component, option
 from advrl.registry import register
 
@@ -23,4 +21,5 @@ class SelectAll(Component):
     writes = ("{out_key}",)
 
     def compute(self, td, step):
-        return {self.config.out_key: torch.ones(td["observation"].shape[0], device=td["observation"].device)}
+        observation = td["observation"]
+        return {self.config.out_key: observation.new_ones(observation.shape[0])}
