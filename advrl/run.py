@@ -38,6 +38,19 @@ class Run:
         """Deterministic action(s) for raw observation(s), normalised as in training."""
         return make_policy(self.actor, self.normalizer, self.device)(obs)
 
+    def torchrl_policy(self):
+        """The deterministic policy as a torchrl ``Actor`` (``observation`` -> ``action``),
+        raw observations in, for ``env.rollout`` and torchrl's collectors."""
+        from advrl.torchrl_bridge import policy_module
+
+        return policy_module(self.actor, self.normalizer, self.device)
+
+    def torchrl_env(self):
+        """The run's evaluation environment as a torchrl env (float32 observations)."""
+        from advrl.torchrl_bridge import make_env
+
+        return make_env(self.info, self.recipe.eval.env)
+
     def evaluate(self, episodes: int | None = None, obs_noise: float = 0.0, seed: int | None = None) -> dict:
         cfg = self.recipe.eval
         factory = make_env_factory(self.info, cfg.env)
