@@ -64,8 +64,8 @@ def test_ssar_td3bc_finetune_freezes_and_anneals_beta(minari_root, tiny_override
     advrl.train(RECIPES / "ssar_td3bc.yaml", tiny_overrides + SMALL, run_dir=offline, progress=False)
     result = finetune(offline, ONLINE + ["online.top_k=3"], progress=False)
     assert result.steps == 40 and result.final_score is not None
-    before = torch.load(offline / "checkpoints" / "last.pt", weights_only=False)["components"]
-    after = torch.load(offline / "finetune" / "checkpoints" / "last.pt", weights_only=False)
+    before = torch.load(offline / "checkpoints" / "last.pt", weights_only=True)["components"]
+    after = torch.load(offline / "finetune" / "checkpoints" / "last.pt", weights_only=True)
     for name, value in before["coefficient"].items():
         assert torch.equal(value, after["components"]["coefficient"][name]), "beta must stay frozen online"
     assert not torch.equal(before["actor"]["net.0.weight"], after["components"]["actor"]["net.0.weight"])

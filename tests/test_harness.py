@@ -269,8 +269,8 @@ def test_a_parked_run_resumes_on_a_new_machine_and_ends_like_an_uninterrupted_on
     assert job.command()[3:5] == ["train", "--resume"]
     assert advrl.resume(job.run_dir, progress=False).steps == 40
     assert json.loads((job.run_dir / "software.json").read_text()) == {"python": "the first machine's"}
-    straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=False)["components"]
-    resumed = torch.load(job.run_dir / "checkpoints" / "last.pt", weights_only=False)["components"]
+    straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)["components"]
+    resumed = torch.load(job.run_dir / "checkpoints" / "last.pt", weights_only=True)["components"]
     for slot in straight:
         for name in straight[slot]:
             assert torch.equal(straight[slot][name], resumed[slot][name]), f"{slot}.{name}"

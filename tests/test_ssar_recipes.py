@@ -31,7 +31,7 @@ def test_ssar_recipe_trains_and_beta_moves_with_threshold(recipe, minari_root, t
         overrides += ["components.actor.hidden_sizes=[32]", "components.conservative.n_actions=2"]
     result = advrl.train(RECIPES / recipe, overrides, run_dir=tmp_path / "run", progress=False)
     assert result.final_score is not None
-    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     # the threshold schedule was checked at step 10 (and the report applied at a later step)
     threshold = state["components"]["threshold"]
     assert threshold["n"].item() >= 1.0 and threshold["n"].item() <= 3.0
