@@ -141,7 +141,6 @@ def policy_from_file(path: str | os.PathLike, rng: np.random.Generator | None = 
 
     import advrl
     from advrl.component import DataSpec
-
     from advrl.learner.checkpoint import UnsafeFileError, read_error, safe_load
 
     try:

@@ -19,8 +19,8 @@ from advrl.component import DataSpec
 from advrl.data.dataset import DatasetInfo, ObservationNormalizer, load_offline_data
 from advrl.device import resolve_device
 from advrl.evaluation import evaluate, make_env_factory
-from advrl.learner.assembly import build_components, build_updates
 from advrl.learner import rundir
+from advrl.learner.assembly import build_components, build_updates
 from advrl.learner.checkpoint import (
     CheckpointError,
     load_latest,
