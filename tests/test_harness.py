@@ -34,6 +34,10 @@ def test_suite_expands_to_jobs_and_commands_follow_the_phases(tmp_path):
     assert bc.command()[3] == "train" and "seed=0" in bc.command()
     assert "train.steps=40" in bc.command()
 
+    bc.run_dir.mkdir(parents=True)  # a run killed before its first checkpoint: train would refuse its folder
+    for name in (".advrl-run", "recipe.yaml"):
+        (bc.run_dir / name).write_text("")
+    assert bc.command()[3:5] == ["train", "--resume"]
     (bc.run_dir / "checkpoints").mkdir(parents=True)
     (bc.run_dir / "checkpoints" / "last.pt").write_bytes(b"x")
     assert bc.command()[3:5] == ["train", "--resume"]  # an interrupted run resumes
@@ -42,6 +46,10 @@ def test_suite_expands_to_jobs_and_commands_follow_the_phases(tmp_path):
     tuned.run_dir.mkdir(parents=True)
     assert not tuned.mark_phase_done()  # the offline phase ends, fine-tuning is next
     assert tuned.command()[3] == "finetune" and "online.steps=30" in tuned.command()
+    (tuned.run_dir / "finetune").mkdir()
+    for name in (".advrl-run", "recipe.yaml"):
+        (tuned.run_dir / "finetune" / name).write_text("")
+    assert tuned.command()[3:5] == ["finetune", "--resume"]
     (tuned.run_dir / "finetune" / "checkpoints").mkdir(parents=True)
     (tuned.run_dir / "finetune" / "checkpoints" / "last.pt").write_bytes(b"x")
     assert tuned.command()[3:5] == ["finetune", "--resume"]

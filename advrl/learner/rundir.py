@@ -42,9 +42,9 @@ def has_checkpoint(run_dir: Path) -> bool:
 
 def resumable(run_dir: Path) -> bool:
     """Whether ``--resume`` continues this folder (rather than a new run starting in it): it
-    holds a run's recipe and a checkpoint, or the mark of a run stopped before its first one."""
+    holds a checkpoint, or the mark and recipe of a run stopped before its first one."""
     run_dir = Path(run_dir)
-    return (run_dir / "recipe.yaml").is_file() and (has_checkpoint(run_dir) or is_marked(run_dir))
+    return has_checkpoint(run_dir) or (is_marked(run_dir) and (run_dir / "recipe.yaml").is_file())
 
 
 def _records(run_dir: Path) -> list[str]:
