@@ -134,6 +134,8 @@ def test_a_folder_holding_only_the_mark_is_free(minari_root, tiny_overrides, tmp
     """A start killed before it wrote anything but the mark has nothing to lose (and no recipe to resume)."""
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / MARKER).write_text("{}")
+    with pytest.raises(RunDirError, match=r"stopped before its run saved its recipe.*advrl train RECIPE \.\.\. --run-dir"):
+        advrl.resume(tmp_path / "run", progress=False)
     assert advrl.train(RECIPES / "bc.yaml", tiny_overrides + ["eval.episodes=0"], run_dir=tmp_path / "run", progress=False).steps == 20
 
 

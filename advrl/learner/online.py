@@ -137,7 +137,6 @@ def train_online(recipe, overrides=(), run_dir: str | Path | None = None, progre
 
 def resume_online(run_dir: str | Path, progress: bool = True) -> RunResult:
     run_dir = Path(run_dir)
-    if not (run_dir / RECIPE_FILE).is_file():
-        raise RecipeError(f"{run_dir} is not an advrl run directory (no {RECIPE_FILE}).")
+    rundir.check_resumable(run_dir, "advrl online")
     with run_lock(run_dir):
         return OnlineTrainer(load_recipe(run_dir / RECIPE_FILE), run_dir, resume=True, progress=progress).fit()

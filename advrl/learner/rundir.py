@@ -47,6 +47,18 @@ def resumable(run_dir: Path) -> bool:
     return has_checkpoint(run_dir) or (is_marked(run_dir) and (run_dir / "recipe.yaml").is_file())
 
 
+def check_resumable(run_dir: Path, start_hint: str) -> None:
+    """Raise unless ``run_dir`` holds the recipe ``--resume`` continues with."""
+    if (Path(run_dir) / "recipe.yaml").is_file():
+        return
+    if is_marked(run_dir):
+        raise RunDirError(
+            f"{run_dir} was stopped before its run saved its recipe: there is nothing to resume. "
+            f"Start the run again in it: `{start_hint} RECIPE ... --run-dir {run_dir}`."
+        )
+    raise RunDirError(f"{run_dir} is not an advrl run directory (no recipe.yaml).")
+
+
 def _records(run_dir: Path) -> list[str]:
     return sorted(p.name for p in run_dir.iterdir() if p.name not in _BOOKKEEPING) if run_dir.is_dir() else []
 

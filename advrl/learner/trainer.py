@@ -309,8 +309,7 @@ def resume(run_dir: str | Path, progress: bool = True) -> RunResult:
     """Continue an interrupted run from its last checkpoint, with the recipe it saved."""
     run_dir = Path(run_dir)
     recipe_path = run_dir / RECIPE_FILE
-    if not recipe_path.is_file():
-        raise RecipeError(f"{run_dir} is not an advrl run directory (no {RECIPE_FILE}).")
+    rundir.check_resumable(run_dir, "advrl train")
     recipe = load_recipe(recipe_path)
     with run_lock(run_dir):
         return Trainer(recipe, run_dir, resume=True, progress=progress).fit()
