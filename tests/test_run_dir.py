@@ -21,8 +21,8 @@ from advrl.sweep import SweepRun
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 
-def records(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+def records(run_dir: Path, name: str = "metrics.jsonl") -> list[dict]:
+    return [json.loads(line) for line in (run_dir / name).read_text().splitlines()]
 
 
 def parameters(run_dir: Path, name: str = "last.pt") -> dict:
@@ -73,6 +73,7 @@ def test_a_run_killed_before_its_first_checkpoint_is_resumed_not_replaced(minari
     assert records(killed) == started  # the refusal touched nothing
     assert advrl.resume(killed, progress=False).steps == 20  # from step 0, in its folder
     assert records(killed)[0] == started[0]  # its first record kept
+    assert records(killed, "metrics.replaced.jsonl") == started[1:]  # the rest written again, and kept aside
     assert [r["step"] for r in records(killed)] == [r["step"] for r in records(tmp_path / "straight")]
     for slot, state in parameters(tmp_path / "straight").items():
         assert all(torch.equal(v, parameters(killed)[slot][k]) for k, v in state.items())
@@ -90,10 +91,13 @@ def test_a_damaged_last_checkpoint_resumes_from_the_previous_one(minari_root, ti
     assert torch.load(checkpoints / "last.pt", weights_only=True)["step"] == 30
     (checkpoints / "last.pt").write_bytes(b"cut short")
     capsys.readouterr()
+    before = records(run)
     assert advrl.resume(run, progress=False).steps == 40
     warning = capsys.readouterr().err
-    assert "warning: Checkpoint" in warning and "corrupt" in warning and "previous.pt" in warning
+    assert "warning: Checkpoint" in warning and "corrupt or incomplete (not a file torch wrote); continuing from" in warning
+    assert "previous.pt" in warning and len(warning.strip().splitlines()) == 1
     assert (checkpoints / "last.pt.damaged").read_bytes() == b"cut short"  # kept, and never rotated over previous.pt
+    assert records(run, "metrics.replaced.jsonl") == [r for r in before if r["step"] > 20]  # no record lost
     assert [(r["kind"], r["step"]) for r in records(run)] == [(r["kind"], r["step"]) for r in records(tmp_path / "straight")]
     for slot, state in parameters(tmp_path / "straight").items():
         assert all(torch.equal(v, parameters(run)[slot][k]) for k, v in state.items())

@@ -169,7 +169,8 @@ def load_checkpoint(path: Path) -> dict:
     except Exception as err:  # truncated zip, wrong format
         raise CheckpointError(
             f"Checkpoint {path} is corrupt or incomplete ({read_error(err)}). "
-            "Restore it from a copy, or move it aside and resume the run (--resume) to train it again from step 0 in its folder."
+            "Restore it from a copy, or move it aside and resume the run (--resume) to train it again from step 0 in its folder "
+            "(its records are kept)."
         ) from err
     if not isinstance(state, dict) or "step" not in state or "components" not in state:
         raise CheckpointError(f"Checkpoint {path} is not an advrl checkpoint (no step/components).")
@@ -216,10 +217,10 @@ def load_latest(folder: Path, set_aside: bool = False) -> tuple[dict, Path] | No
         except CheckpointError as err:
             if not previous.is_file():
                 raise
-            reason = err
+            reason = str(err).split(". ")[0]  # what is wrong, without the advice for when there is no previous.pt
         if set_aside:
             os.replace(last, last.with_name(LAST + ".damaged"))
-        warn(f"{reason} Continuing from the checkpoint before it, {previous}"
+        warn(f"{reason}; continuing from the checkpoint before it, {previous}"
              + (f" (the damaged file is kept as {last.name}.damaged)." if set_aside else "."))
     if previous.is_file():
         return load_checkpoint(previous), previous
