@@ -185,3 +185,46 @@ def test_finetune_follows_the_same_rules(minari_root, tiny_overrides, tmp_path):
     assert json.loads((out / MARKER).read_text())["kind"] == "finetune"
     with pytest.raises(RunDirError, match=f"already holds a run; continue it with `advrl finetune --resume {out}`"):
         finetune(offline, FINETUNE, run_dir=out, progress=False)
+
+
+def crash_at_env_step(monkeypatch, n: int) -> None:
+    from advrl.data.replay import ReplayBuffer
+
+    calls, original = {"n": 0}, ReplayBuffer.add
+
+    def add(self, *args):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt("simulated kill")
+        return original(self, *args)
+
+    monkeypatch.setattr(ReplayBuffer, "add", add)
+
+
+def test_online_and_finetune_runs_stopped_before_a_checkpoint_resume_from_step_0(minari_root, tiny_overrides, tmp_path, monkeypatch):
+    from advrl.learner.finetune import resume_finetune
+    from advrl.learner.online import resume_online
+
+    online = ["online.env=Hopper-v5", "online.steps=30", "online.learning_starts=10", "online.buffer_size=100", "eval.episodes=0",
+              "train.batch_size=16", "train.log_every=10", "train.checkpoint_every=30", "components.actor.hidden_sizes=[16]",
+              "components.critic.hidden_sizes=[16]"]
+    crash_at_env_step(monkeypatch, 25)
+    with pytest.raises(KeyboardInterrupt):
+        train_online(RECIPES / "online" / "td3.yaml", online, run_dir=tmp_path / "online", progress=False)
+    monkeypatch.undo()
+    with pytest.raises(RunDirError, match=f"before its first checkpoint.*advrl online --resume {tmp_path / 'online'}"):
+        train_online(RECIPES / "online" / "td3.yaml", online, run_dir=tmp_path / "online", progress=False)
+    assert resume_online(tmp_path / "online", progress=False).steps == 30
+
+    offline = tmp_path / "offline"
+    advrl.train(RECIPES / "td3bc.yaml", tiny_overrides + ["eval.episodes=0"], run_dir=offline, progress=False)
+    finetune(offline, FINETUNE, run_dir=tmp_path / "straight", progress=False)
+    crash_at_env_step(monkeypatch, 15)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(offline, FINETUNE, progress=False)
+    monkeypatch.undo()
+    with pytest.raises(RunDirError, match=f"before its first checkpoint.*advrl finetune --resume {offline / 'finetune'}"):
+        finetune(offline, FINETUNE, progress=False)
+    assert resume_finetune(offline / "finetune", progress=False).steps == 20  # from the offline run's parameters again
+    for slot, state in parameters(tmp_path / "straight").items():
+        assert all(torch.equal(v, parameters(offline / "finetune")[slot][k]) for k, v in state.items())

@@ -39,13 +39,16 @@ def _legacy_numpy_globals() -> list:
     """The exact numpy types a checkpoint of advrl before 2026-12-06 holds (numpy's random state,
     MuJoCo env state): plain arrays and scalars of numeric dtypes. Rebuilding them calls no other
     code, so such runs still resume; object arrays stay refused."""
-    import numpy._core.multiarray as multiarray
+    try:
+        import numpy._core.multiarray as multiarray
+    except ImportError:  # numpy 1.x
+        import numpy.core.multiarray as multiarray
 
     numeric = [np.dtypes.BoolDType, np.dtypes.Float16DType, np.dtypes.Float32DType, np.dtypes.Float64DType]
     numeric += [getattr(np.dtypes, f"{sign}Int{bits}DType") for sign in ("", "U") for bits in (8, 16, 32, 64)]
     rebuild = [multiarray._reconstruct, multiarray.scalar]
-    # numpy 1.x pickles name the same functions under numpy.core
-    aliases = [(f, f"numpy.core.multiarray.{f.__name__}") for f in rebuild]
+    # pickles name these functions where the numpy that wrote them had them: numpy.core (1.x) or numpy._core (2.x)
+    aliases = [(f, f"numpy.{core}.multiarray.{f.__name__}") for f in rebuild for core in ("core", "_core")]
     return [np.ndarray, np.dtype, *numeric, *rebuild, *aliases]
 
 
