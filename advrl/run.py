@@ -14,7 +14,7 @@ from advrl.data.dataset import DatasetInfo, ObservationNormalizer
 from advrl.device import resolve_device
 from advrl.evaluation import evaluate, make_env_factory
 from advrl.learner.assembly import build_components
-from advrl.learner.checkpoint import CheckpointError, load_checkpoint
+from advrl.learner.checkpoint import CheckpointError, load_latest
 from advrl.learner.trainer import CHECKPOINT, RECIPE_FILE, make_policy
 from advrl.recipe import load_recipe
 
@@ -64,7 +64,10 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     if not (run_dir / RECIPE_FILE).is_file():
         raise CheckpointError(f"{run_dir} is not an advrl run directory (no {RECIPE_FILE}).")
     recipe = load_recipe(run_dir / RECIPE_FILE)
-    state = load_checkpoint(run_dir / CHECKPOINT)
+    latest = load_latest((run_dir / CHECKPOINT).parent)  # previous.pt, with a warning, when last.pt is damaged
+    if latest is None:
+        raise CheckpointError(f"No checkpoint in {(run_dir / CHECKPOINT).parent}: the run saved none yet (nothing to load).")
+    state = latest[0]
     info = DatasetInfo(**state["dataset_info"])
     components = build_components(recipe, DataSpec(**info.facts()))
     target = resolve_device(device)

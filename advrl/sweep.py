@@ -107,7 +107,9 @@ class SweepRun:
         return (self.run_dir / "DONE").exists()
 
     def command(self) -> list[str]:
-        if (self.run_dir / "checkpoints" / "last.pt").exists():
+        from advrl.learner.rundir import resumable
+
+        if resumable(self.run_dir):  # also a run stopped before its first checkpoint: train would refuse its folder
             return CLI + ["train", "--resume", str(self.run_dir), "--no-progress"]
         return CLI + ["train", str(self.recipe), *self.overrides, "--run-dir", str(self.run_dir), "--no-progress"]
 

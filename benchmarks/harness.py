@@ -165,14 +165,16 @@ class Job:
 
     def command(self) -> list[str]:
         """The next process to run: the offline phase, or the fine-tuning phase after it."""
+        from advrl.learner.rundir import resumable
+
         cli = [sys.executable, "-m", "advrl.cli"]
-        if not self.offline_done():
-            if (self.run_dir / "checkpoints" / "last.pt").exists():
+        if not self.offline_done():  # resume also a run stopped before its first checkpoint: train refuses its folder
+            if resumable(self.run_dir):
                 return cli + ["train", "--resume", str(self.run_dir), "--no-progress"]
             return cli + ["train", str(REPO / self.recipe), *self.overrides, f"seed={self.seed}",
                           "--run-dir", str(self.run_dir), "--no-progress"]
         tuned = self.run_dir / "finetune"
-        if (tuned / "checkpoints" / "last.pt").exists():
+        if resumable(tuned):
             return cli + ["finetune", "--resume", str(tuned), "--no-progress"]
         return cli + ["finetune", str(self.run_dir), *self.finetune, "--out", str(tuned), "--no-progress"]
 

@@ -339,7 +339,7 @@ def test_random_mixtures_equal_shares_and_given_proportions(store):
 def test_medium_replay_is_the_replay_prefix(store, fake_run):
     catalog.build("advrl/hopper/medium-replay-v0")
     eps = episodes_of("advrl/hopper/medium-replay-v0")
-    replay = torch.load(fake_run / "checkpoints" / "last.pt", weights_only=False)["replay"]["columns"]
+    replay = torch.load(fake_run / "checkpoints" / "last.pt", weights_only=True)["replay"]["columns"]
     step = 200  # the medium snapshot's step
     np.testing.assert_array_equal(
         np.concatenate([ep.observations[:-1] for ep in eps]), replay["observation"][:step].double().numpy()
@@ -364,7 +364,7 @@ def test_medium_replay_from_a_given_run_and_its_errors(store, fake_run, tmp_path
     (wrapped / "snapshots").mkdir()
     for item in ("recipe.yaml", "snapshots/step00000200.pt", "snapshots/step00000300.pt"):
         (wrapped / item).write_bytes((fake_run / item).read_bytes())
-    state = torch.load(fake_run / "checkpoints" / "last.pt", weights_only=False)
+    state = torch.load(fake_run / "checkpoints" / "last.pt", weights_only=True)
     state["step"] = 2 * RUN_STEPS  # more steps than the replay holds: the buffer wrapped around
     torch.save(state, wrapped / "checkpoints" / "last.pt")
     with pytest.raises(DatasetError, match="wrapped around.*online.buffer_size >= online.steps"):

@@ -92,7 +92,7 @@ def ssar_finetuned(minari_root, tmp_path_factory):
 
 
 def _checkpoint(run_dir: Path) -> dict:
-    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
 
 
 def test_ssar_td3bc_finetune_freezes_and_anneals_beta(ssar_finetuned, monkeypatch, tmp_path):

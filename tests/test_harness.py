@@ -34,6 +34,10 @@ def test_suite_expands_to_jobs_and_commands_follow_the_phases(tmp_path):
     assert bc.command()[3] == "train" and "seed=0" in bc.command()
     assert "train.steps=40" in bc.command()
 
+    bc.run_dir.mkdir(parents=True)  # a run killed before its first checkpoint: train would refuse its folder
+    for name in (".advrl-run", "recipe.yaml"):
+        (bc.run_dir / name).write_text("")
+    assert bc.command()[3:5] == ["train", "--resume"]
     (bc.run_dir / "checkpoints").mkdir(parents=True)
     (bc.run_dir / "checkpoints" / "last.pt").write_bytes(b"x")
     assert bc.command()[3:5] == ["train", "--resume"]  # an interrupted run resumes
@@ -42,6 +46,10 @@ def test_suite_expands_to_jobs_and_commands_follow_the_phases(tmp_path):
     tuned.run_dir.mkdir(parents=True)
     assert not tuned.mark_phase_done()  # the offline phase ends, fine-tuning is next
     assert tuned.command()[3] == "finetune" and "online.steps=30" in tuned.command()
+    (tuned.run_dir / "finetune").mkdir()
+    for name in (".advrl-run", "recipe.yaml"):
+        (tuned.run_dir / "finetune" / name).write_text("")
+    assert tuned.command()[3:5] == ["finetune", "--resume"]
     (tuned.run_dir / "finetune" / "checkpoints").mkdir(parents=True)
     (tuned.run_dir / "finetune" / "checkpoints" / "last.pt").write_bytes(b"x")
     assert tuned.command()[3:5] == ["finetune", "--resume"]
@@ -269,8 +277,8 @@ def test_a_parked_run_resumes_on_a_new_machine_and_ends_like_an_uninterrupted_on
     assert job.command()[3:5] == ["train", "--resume"]
     assert advrl.resume(job.run_dir, progress=False).steps == 40
     assert json.loads((job.run_dir / "software.json").read_text()) == {"python": "the first machine's"}
-    straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=False)["components"]
-    resumed = torch.load(job.run_dir / "checkpoints" / "last.pt", weights_only=False)["components"]
+    straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)["components"]
+    resumed = torch.load(job.run_dir / "checkpoints" / "last.pt", weights_only=True)["components"]
     for slot in straight:
         for name in straight[slot]:
             assert torch.equal(straight[slot][name], resumed[slot][name]), f"{slot}.{name}"

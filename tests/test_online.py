@@ -36,8 +36,8 @@ def test_online_run_learns_after_warmup_and_keeps_snapshots(recipe, tmp_path):
     assert any(r["kind"] == "episode" for r in records)
     snapshots = sorted((tmp_path / "run" / "snapshots").glob("step*.pt"))
     assert [p.name for p in snapshots] == ["step00000030.pt", "step00000060.pt"]
-    assert "return_mean" in torch.load(snapshots[0], weights_only=False)["evaluation"]
-    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
+    assert "return_mean" in torch.load(snapshots[0], weights_only=True)["evaluation"]
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert state["replay"]["size"] == 60
 
 
@@ -58,10 +58,10 @@ def _crash_at_step_45(monkeypatch, recipe: str, run_dir: Path) -> None:
 
 def test_interrupted_online_run_resumes_with_its_buffer(tmp_path, monkeypatch):
     _crash_at_step_45(monkeypatch, "td3.yaml", tmp_path / "run")
-    assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)["replay"]["size"] == 30
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["replay"]["size"] == 30
     result = resume_online(tmp_path / "run", progress=False)
     assert result.steps == 60
-    assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)["replay"]["size"] == 60
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["replay"]["size"] == 60
 
 
 @pytest.mark.parametrize("recipe", ["td3.yaml", "sac.yaml"])
@@ -71,10 +71,10 @@ def test_a_resumed_online_run_continues_its_episode_and_ends_as_an_uninterrupted
     and parameters equal those of a run that was never interrupted."""
     train_online(RECIPES / "online" / recipe, TINY, run_dir=tmp_path / "straight", progress=False)
     _crash_at_step_45(monkeypatch, recipe, tmp_path / "crashed")
-    saved = torch.load(tmp_path / "crashed" / "checkpoints" / "last.pt", weights_only=False)
+    saved = torch.load(tmp_path / "crashed" / "checkpoints" / "last.pt", weights_only=True)
     assert saved["step"] == 30 and saved["episode"]["length"] > 0  # it stopped mid-episode
     resume_online(tmp_path / "crashed", progress=False)
-    straight, crashed = (torch.load(tmp_path / run / "checkpoints" / "last.pt", weights_only=False) for run in ("straight", "crashed"))
+    straight, crashed = (torch.load(tmp_path / run / "checkpoints" / "last.pt", weights_only=True) for run in ("straight", "crashed"))
     assert straight["replay"]["size"] == crashed["replay"]["size"] == 60
     for key, column in straight["replay"]["columns"].items():
         assert torch.equal(column, crashed["replay"]["columns"][key]), key

@@ -38,7 +38,7 @@ def test_ssar_recipe_trains_and_beta_moves_with_threshold(recipe, minari_root, t
         overrides += ["components.coefficient.sigma=0.001"]
     result = advrl.train(RECIPES / recipe, overrides, run_dir=tmp_path / "run", progress=False)
     assert result.final_score is not None
-    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     # step 10's failed check moved n 1 -> 1.2 (from step 11 on); step 20's is pending, applied
     # at the next step (the official code applies it at once: its n after 20 steps is 1.4)
     threshold = state["components"]["threshold"]

@@ -25,7 +25,7 @@ RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 
 def final_state(run_dir: Path) -> dict:
-    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["components"]
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["components"]
 
 
 def assert_same_parameters(a: dict, b: dict) -> None:
@@ -83,7 +83,7 @@ def test_resume_after_a_crash_ends_with_the_same_parameters(minari_root, tiny_ov
     with pytest.raises(KeyboardInterrupt):
         advrl.train(RECIPES / "td3bc.yaml", overrides, run_dir=tmp_path / "crashed", progress=False)
     monkeypatch.setattr(OfflineData, "sample", original)
-    assert torch.load(tmp_path / "crashed" / "checkpoints" / "last.pt", weights_only=False)["step"] == 20
+    assert torch.load(tmp_path / "crashed" / "checkpoints" / "last.pt", weights_only=True)["step"] == 20
 
     result = advrl.resume(tmp_path / "crashed", progress=False)
     assert result.steps == 40
@@ -163,7 +163,7 @@ def test_resume_after_sigkill(minari_root, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     checkpoint_path = killed_dir / "checkpoints" / "last.pt"
-    assert 0 < torch.load(checkpoint_path, weights_only=False)["step"] <= 500
+    assert 0 < torch.load(checkpoint_path, weights_only=True)["step"] <= 500
 
     gate.touch()
     resumed = subprocess.run(
@@ -171,7 +171,7 @@ def test_resume_after_sigkill(minari_root, tmp_path):
         env=env, capture_output=True, text=True,
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert torch.load(checkpoint_path, weights_only=False)["step"] == 1000
+    assert torch.load(checkpoint_path, weights_only=True)["step"] == 1000
     assert not list(checkpoint_path.parent.glob(".*.tmp"))
     assert_same_parameters(final_state(tmp_path / "straight"), final_state(killed_dir))
 
@@ -189,7 +189,7 @@ def test_non_finite_loss_stops_with_loss_and_step_and_keeps_checkpoint(minari_ro
     run_dir = tmp_path / "nan"
     with pytest.raises(NonFiniteLossError, match=r"Loss 'loss_critic' of update 'critic' became non-finite .* at step 13"):
         advrl.train(RECIPES / "td3bc.yaml", tiny_overrides, run_dir=run_dir, progress=False)
-    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert state["step"] == 10
     assert all(torch.isfinite(t).all() for slot in state["components"].values() for t in slot.values())
 
@@ -213,7 +213,7 @@ def test_atomic_save_keeps_the_old_checkpoint_when_a_write_dies(tmp_path, monkey
 def test_corrupt_checkpoint_error_names_file_and_fix(tmp_path):
     path = tmp_path / "last.pt"
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match=r"corrupt or incomplete.*Delete it"):
+    with pytest.raises(CheckpointError, match=r"corrupt or incomplete \(not a file torch wrote\).*--resume"):
         ckpt.load_checkpoint(path)
     with pytest.raises(CheckpointError, match="nothing to resume"):
         ckpt.load_checkpoint(tmp_path / "missing.pt")

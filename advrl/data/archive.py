@@ -13,11 +13,12 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
+import re
 import tarfile
 import tempfile
 from pathlib import Path
 
+from advrl.data.collect import staging_folder
 from advrl.data.dataset import DatasetError, content_fingerprint, datasets_root, minari_store, open_minari, read_episodes
 
 FORMAT = "advrl-dataset-archive-v1"
@@ -83,13 +84,37 @@ def read_manifest(path: str | os.PathLike) -> dict:
     return manifest
 
 
+# Minari's ``namespace/name-vN`` (minari.dataset.minari_dataset.DATASET_ID_RE), narrowed to
+# segments of letters, digits, ``_`` and ``-``: an archive's id becomes a path in the store
+_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_-]*"
+_ARCHIVE_ID = re.compile(rf"(?:{_SEGMENT}/)*{_SEGMENT}-v[0-9]+")
+_FINGERPRINT = re.compile(r"[0-9a-f]{16}")
+
+
+def check_manifest(path, manifest: dict, root: str) -> tuple[str, str]:
+    """The manifest's dataset id and fingerprint, once the id is a Minari id naming a folder
+    inside the store ``root``: an archive must not choose where on the disk it lands."""
+    dataset_id, fingerprint = manifest.get("dataset_id"), manifest.get("fingerprint")
+    if not isinstance(dataset_id, str) or not _ARCHIVE_ID.fullmatch(dataset_id):
+        raise DatasetError(
+            f"{path} names the dataset id {dataset_id!r}, which is not a Minari id (namespace/name-vN, e.g. "
+            "advrl/hopper/medium-v0): not unpacked. Pack the build again with `advrl data pack ID`."
+        )
+    store = os.path.realpath(root)
+    if os.path.commonpath([store, os.path.realpath(os.path.join(root, dataset_id))]) != store:
+        raise DatasetError(f"{path}: the id {dataset_id} leads outside the dataset store {root} (a link in it): not unpacked.")
+    if not isinstance(fingerprint, str) or not _FINGERPRINT.fullmatch(fingerprint):
+        raise DatasetError(f"{path} names no valid content fingerprint ({fingerprint!r}): not unpacked; pack it again.")
+    return dataset_id, fingerprint
+
+
 def unpack(path: str | os.PathLike, replace: bool = False) -> dict:
     """Install the archived build into the local store; its manifest. A store already holding
     this build is left as it is; one holding another build of the id is replaced only with
     ``replace``. The content is checked against the manifest's fingerprint before it lands."""
     manifest = read_manifest(path)
-    dataset_id, fingerprint = manifest["dataset_id"], manifest["fingerprint"]
     root = datasets_root()
+    dataset_id, fingerprint = check_manifest(path, manifest, root)
     try:
         here = local_fingerprint(dataset_id)
     except DatasetError:  # a damaged local build: --replace is the way out
@@ -104,11 +129,10 @@ def unpack(path: str | os.PathLike, replace: bool = False) -> dict:
             f"the archive's is {fingerprint}). To train on the archive's build: `advrl data unpack {path} --replace` "
             f"(the local one can be made again with `advrl data make {dataset_id}`)."
         )
-    os.makedirs(root, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".advrl-unpack-", dir=root)
-    try:
-        with tarfile.open(path, "r:xz") as tar:
-            tar.extractall(staging, members=[m for m in tar.getmembers() if m.name.split("/")[0] == FOLDER], filter="data")
+    with staging_folder(root, ".advrl-unpack-") as staging:
+        _extract(path, staging)
+        if not os.path.isdir(os.path.join(staging, FOLDER)):
+            raise DatasetError(f"{path} holds no {FOLDER}/ folder: not an archive `advrl data pack` wrote; pack the build again.")
         staged = os.path.join(staging, dataset_id)
         os.makedirs(os.path.dirname(staged), exist_ok=True)
         os.rename(os.path.join(staging, FOLDER), staged)
@@ -121,6 +145,20 @@ def unpack(path: str | os.PathLike, replace: bool = False) -> dict:
             os.rename(final, os.path.join(staging, "replaced"))
         os.makedirs(os.path.dirname(final), exist_ok=True)
         os.rename(staged, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def _extract(path, staging: str) -> None:
+    """The build's folder of the archive into ``staging``, through tarfile's ``data`` filter:
+    members with absolute paths, ``..``, links leading out or special files are refused."""
+    try:
+        with tarfile.open(path, "r:xz") as tar:
+            members = [m for m in tar.getmembers() if m.name.split("/")[0] == FOLDER]
+            links = [m.name for m in members if m.issym() or m.islnk()]
+            if links:  # pack writes none; after the move into the store a link could point anywhere
+                raise tarfile.FilterError(f"it holds links ({', '.join(links[:2])})")
+            tar.extractall(staging, members=members, filter="data")
+    except tarfile.FilterError as err:
+        raise DatasetError(f"{path} is not a safe dataset archive ({err}): not unpacked. Pack the build again with `advrl data pack ID`.") from None
+    except (OSError, tarfile.TarError, EOFError) as err:
+        raise DatasetError(f"{path} is damaged ({err}): not unpacked. Pack the build again with `advrl data pack ID`.") from None

@@ -360,9 +360,14 @@ def replay_episodes(env: str, size: int | None, run_dir=None, policies_root=None
 
 
 def _load_step(snapshot: Path) -> int:
-    import torch
+    from advrl.learner.checkpoint import CheckpointError, read_error, safe_load
 
-    return int(torch.load(snapshot, map_location="cpu", weights_only=False)["step"])
+    try:
+        return int(safe_load(snapshot, "Checkpoint")["step"])
+    except CheckpointError as err:
+        raise DatasetError(str(err)) from None
+    except Exception as err:
+        raise DatasetError(f"{snapshot} cannot be read ({read_error(err)}): not an advrl checkpoint or snapshot.") from err
 
 
 def split_replay(columns: dict[str, np.ndarray]) -> list:

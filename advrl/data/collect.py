@@ -155,9 +155,7 @@ def write_minari_dataset(
     final = os.path.join(root, dataset_id)
     if os.path.exists(final):
         raise FileExistsError(f"Dataset {dataset_id!r} already exists at {final}; delete it to rebuild.")
-    os.makedirs(root, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".advrl-build-", dir=root)
-    try:
+    with staging_folder(root, ".advrl-build-") as staging:
         with minari_store(staging):
             minari.create_dataset_from_buffers(
                 dataset_id=dataset_id,
@@ -181,9 +179,74 @@ def write_minari_dataset(
                 handle.write("\n")
         os.makedirs(os.path.dirname(final), exist_ok=True)
         os.rename(os.path.join(staging, dataset_id), final)
+    return final
+
+
+STAGING_LOCK = ".staging-lock"  # beside each staging folder, locked while its process lives
+
+
+@contextlib.contextmanager
+def staging_folder(root: str, prefix: str):
+    """A new folder under the store ``root`` to build or unpack a dataset in before it lands,
+    removed afterwards. Each holds a ``flock`` on ``<folder>.staging-lock`` for its process's
+    life (the kernel drops it when a build is killed), so a later build can tell the folders
+    of killed builds (removed here) from those of builds still running (left alone)."""
+    os.makedirs(root, exist_ok=True)
+    with _store_lock(root):  # folders and their locks appear together for every other process
+        remove_stale_staging(root)
+        staging = tempfile.mkdtemp(prefix=prefix, dir=root)
+        holder = open(staging + STAGING_LOCK, "w")
+        _try_lock(holder)
+    try:
+        yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return final
+        os.unlink(staging + STAGING_LOCK)
+        holder.close()
+
+
+def remove_stale_staging(root: str) -> None:
+    """Delete the staging folders of builds and unpacks that were killed (their lock is free)."""
+    for name in os.listdir(root):
+        path = os.path.join(root, name)
+        if not name.startswith((".advrl-build-", ".advrl-unpack-")):
+            continue
+        if name.endswith(STAGING_LOCK):
+            path, name = path[: -len(STAGING_LOCK)], name[: -len(STAGING_LOCK)]
+        elif not os.path.isdir(path):
+            continue  # e.g. the first-use build locks, .advrl-build-<id>.lock
+        lock_path = path + STAGING_LOCK
+        if os.path.exists(lock_path):
+            with open(lock_path, "a") as lock:
+                if not _try_lock(lock):
+                    continue  # its build is still running
+        shutil.rmtree(path, ignore_errors=True)
+        if os.path.exists(lock_path):
+            os.unlink(lock_path)
+
+
+def _try_lock(handle) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: staging folders are never taken for stale
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _store_lock(root: str):
+    with open(os.path.join(root, ".advrl-staging.lock"), "a") as handle:
+        try:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover
+            pass
+        yield  # closing the file releases the lock
 
 
 def written_facts(root: str, dataset_id: str) -> dict:

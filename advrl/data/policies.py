@@ -141,11 +141,14 @@ def policy_from_file(path: str | os.PathLike, rng: np.random.Generator | None = 
 
     import advrl
     from advrl.component import DataSpec
+    from advrl.learner.checkpoint import UnsafeFileError, read_error, safe_load
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = safe_load(path, "Behaviour policy")
+    except UnsafeFileError as err:
+        raise PolicyError(str(err)) from None
     except Exception as err:
-        raise PolicyError(f"Behaviour policy {path} cannot be read ({type(err).__name__}: {err}); export it again.") from err
+        raise PolicyError(f"Behaviour policy {path} cannot be read ({read_error(err)}); export it again.") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise PolicyError(
             f"{path} is not an advrl behaviour policy (format {FORMAT}); export it with `advrl data export-policy`."
@@ -211,12 +214,14 @@ def select_snapshot(run_dir: str | os.PathLike, level: str) -> Path:
 
 
 def _load_snapshot(path: Path) -> dict:
-    import torch
+    from advrl.learner.checkpoint import UnsafeFileError, read_error, safe_load
 
     try:
-        snap = torch.load(path, map_location="cpu", weights_only=False)
+        snap = safe_load(path, "Snapshot")
+    except UnsafeFileError as err:
+        raise PolicyError(str(err)) from None
     except Exception as err:
-        raise PolicyError(f"Snapshot {path} is corrupt or incomplete ({type(err).__name__}: {err}).") from err
+        raise PolicyError(f"Snapshot {path} is corrupt or incomplete ({read_error(err)}).") from err
     if not isinstance(snap, dict) or "actor" not in snap or "step" not in snap or "evaluation" not in snap:
         raise PolicyError(f"{path} is not an advrl online snapshot (needs step, actor, evaluation).")
     return snap
@@ -447,6 +452,7 @@ def retrain_run(env: str, level: str, run_dir: str | os.PathLike, root=None, pro
     import torch
     from omegaconf import OmegaConf
 
+    from advrl.learner import rundir
     from advrl.learner.online import resume_online, train_online
     from advrl.recipe import validate
 
@@ -465,7 +471,7 @@ def retrain_run(env: str, level: str, run_dir: str | os.PathLike, root=None, pro
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        if (run_dir / "checkpoints" / "last.pt").is_file():
+        if rundir.resumable(run_dir):  # also a retraining stopped before its first checkpoint
             resume_online(run_dir, progress=progress)
         else:
             train_online(recipe, run_dir=run_dir, progress=progress)
@@ -474,7 +480,9 @@ def retrain_run(env: str, level: str, run_dir: str | os.PathLike, root=None, pro
     snapshot = run_dir / "snapshots" / f"step{step:08d}.pt"
     reproduced = None
     if snapshot.is_file():
-        committed = torch.load(policy_path(env, level, root), map_location="cpu", weights_only=True)["state_dict"]
+        from advrl.learner.checkpoint import safe_load
+
+        committed = safe_load(policy_path(env, level, root), "Behaviour policy")["state_dict"]
         retrained = _load_snapshot(snapshot)["actor"]
         reproduced = committed.keys() <= retrained.keys() and all(torch.equal(v, retrained[k]) for k, v in committed.items())
     return {"run_dir": str(run_dir), "step": step, "reproduced": reproduced}

@@ -9,13 +9,15 @@ What is kept: the MuJoCo integration state (``mj_getState`` with ``mjSTATE_INTEG
 positions, velocities, controls, time and the solver's warm start, so the next ``mj_step``
 computes the same numbers), the step count of the ``TimeLimit`` wrapper, and the random
 generators of the environment and of its action space. Environments that are not MuJoCo
-return ``None`` and resume with a fresh episode, as before.
+return ``None`` and resume with a fresh episode, as before. The state is a tensor and plain
+values, so checkpoints load with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from advrl.learner.checkpoint import CheckpointError
 
@@ -43,7 +45,7 @@ def capture(env: gym.Env) -> dict | None:
     mujoco.mj_getState(model, data, physics, kind)
     limit = _time_limit(env)
     return {
-        "physics": physics,
+        "physics": torch.from_numpy(physics),
         "elapsed_steps": None if limit is None else limit._elapsed_steps,
         "env_rng": base.np_random.bit_generator.state,
         "action_space_rng": env.action_space.np_random.bit_generator.state,
@@ -55,7 +57,7 @@ def restore(env: gym.Env, state: dict) -> None:
     import mujoco
 
     base = env.unwrapped
-    physics = np.asarray(state["physics"], dtype=np.float64)
+    physics = np.asarray(state["physics"], dtype=np.float64)  # a tensor, or an ndarray in older checkpoints
     if physics.size != mujoco.mj_stateSize(base.model, mujoco.mjtState.mjSTATE_INTEGRATION):
         raise CheckpointError(
             f"The checkpoint's environment state ({physics.size} numbers) does not fit {env.spec.id if env.spec else 'this env'}'s "

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from advrl.data.dataset import load_offline_data
 from advrl.data.replay import ReplayBuffer
+from advrl.learner import rundir
 from advrl.learner.checkpoint import load_checkpoint, run_lock
 from advrl.learner.online import OnlineTrainer
 from advrl.learner.trainer import CHECKPOINT, RECIPE_FILE, RunResult
@@ -74,12 +75,14 @@ def online_recipe(offline: DictConfig, overrides: list[str]) -> DictConfig:
 
 
 class FinetuneTrainer(OnlineTrainer):
+    run_kind, resume_hint = "finetune", "advrl finetune --resume"
+
     def __init__(self, recipe: DictConfig, run_dir: Path, offline_dir: Path, offline_recipe: DictConfig, resume=False, progress=True):
         self.offline_dir = offline_dir
         self.offline_recipe = offline_recipe
         self.selector_keys = {}
         super().__init__(recipe, run_dir, resume=resume, progress=progress)
-        if not resume:
+        if self.resumed_from is None:  # a new run, or one resumed before its first checkpoint
             self._start_from_offline()
         for slot in recipe.online.freeze:  # on a resume too: the flag is not in the checkpoint
             self.components[slot].freeze()
@@ -173,14 +176,17 @@ def finetune(offline_run_dir, overrides=(), run_dir=None, progress: bool = True)
     offline_recipe = load_recipe(offline_dir / RECIPE_FILE)
     recipe = online_recipe(offline_recipe, list(overrides))
     run_dir = Path(run_dir) if run_dir is not None else offline_dir / "finetune"
-    (run_dir).mkdir(parents=True, exist_ok=True)
-    (run_dir / "offline_run").write_text(str(offline_dir.resolve()))
-    with run_lock(run_dir):
-        return FinetuneTrainer(recipe, run_dir, offline_dir, offline_recipe, progress=progress).fit()
+    with rundir.new_run(run_dir, FinetuneTrainer.run_kind, FinetuneTrainer.resume_hint) as start:
+        (run_dir / "offline_run").write_text(str(offline_dir.resolve()))
+        trainer = FinetuneTrainer(recipe, run_dir, offline_dir, offline_recipe, progress=progress)
+        start.started()
+        return trainer.fit()
 
 
 def resume_finetune(run_dir, progress: bool = True) -> RunResult:
     run_dir = Path(run_dir)
+    if not (run_dir / "offline_run").is_file() or not (run_dir / RECIPE_FILE).is_file():
+        raise RecipeError(f"{run_dir} is not an advrl fine-tuning run (no offline_run or {RECIPE_FILE}).")
     offline_dir = Path((run_dir / "offline_run").read_text().strip())
     offline_recipe = load_recipe(offline_dir / RECIPE_FILE)
     recipe = load_recipe(run_dir / RECIPE_FILE)

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 WANDB_ID_FILE = "wandb_id"  # the W&B run a resumed run continues
+REPLACED_FILE = "metrics.replaced.jsonl"  # records a resume dropped from metrics.jsonl (it writes them again)
 
 
 class TensorBoardSink:
@@ -84,7 +85,9 @@ class MetricsLogger:
     online runs) in a run directory, and hands every record to the ``sinks`` (``make_sinks``).
 
     On resume, records after the checkpoint's step are dropped (they will be produced
-    again), so the files read as one uninterrupted run.
+    again), so the files read as one uninterrupted run; the dropped lines are appended to
+    ``metrics.replaced.jsonl``, so that resuming from an older checkpoint (``previous.pt``, or
+    step 0) never loses a record.
     """
 
     def __init__(self, run_dir: Path, resume_step: int | None = None, sinks: list | None = None):
@@ -93,7 +96,7 @@ class MetricsLogger:
         self.rows: dict[str, list[dict]] = {"train": [], "eval": [], "episode": []}
         self.columns: dict[str, list[str]] = {"train": [], "eval": [], "episode": []}
         if resume_step is not None and self.jsonl.exists():
-            kept = []
+            kept, replaced = [], []
             for line in self.jsonl.read_text().splitlines():
                 if not line.strip():
                     continue
@@ -101,8 +104,10 @@ class MetricsLogger:
                     record = json.loads(line)
                 except json.JSONDecodeError:  # a line cut by the interruption
                     continue
-                if record["step"] <= resume_step:
-                    kept.append(record)
+                (kept if record["step"] <= resume_step else replaced).append(record)
+            if replaced:
+                with open(run_dir / REPLACED_FILE, "a") as handle:
+                    handle.write("".join(json.dumps(r) + "\n" for r in replaced))
             self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in kept))
             for record in kept:
                 self.rows.setdefault(record["kind"], []).append(record)

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from advrl.data import catalog
 from advrl.data.dataset import DatasetInfo
 from advrl.data.replay import ReplayBuffer
-from advrl.learner import env_state
+from advrl.learner import env_state, rundir
 from advrl.learner.checkpoint import atomic_torch_save, run_lock
 from advrl.learner.trainer import RECIPE_FILE, RunResult, Trainer, default_run_dir
 from advrl.recipe import RecipeError, apply_overrides, load_recipe, validate
@@ -45,6 +45,8 @@ def env_info(env_id: str) -> DatasetInfo:
 
 
 class OnlineTrainer(Trainer):
+    run_kind, resume_hint = "online", "advrl online --resume"
+
     def _make_data(self) -> ReplayBuffer:
         cfg = self.recipe.online
         if cfg.env is None:
@@ -95,13 +97,14 @@ class OnlineTrainer(Trainer):
     def _after_evaluation(self, step: int, result: dict) -> None:
         every = self.recipe.online.snapshot_every
         if every and step % every == 0:
-            state = {"step": step, "actor": self.actor.state_dict(), "evaluation": result, "slot": self.recipe.eval.policy}
+            state = {"step": step, "actor": self.actor.state_dict(), "evaluation": result, "slot": str(self.recipe.eval.policy)}
             atomic_torch_save(state, self.run_dir / "snapshots" / f"step{step:08d}.pt")
 
     def _extra_state(self) -> dict:
         episode = env_state.capture(self.env)
         if episode is not None:
-            episode.update(obs=np.array(self._obs), ret=self._episode_return, length=self._episode_length)
+            # a tensor (float64: the env's own numbers), not an ndarray: checkpoints load weights-only
+            episode.update(obs=torch.as_tensor(np.array(self._obs)), ret=float(self._episode_return), length=int(self._episode_length))
         return {"replay": self.data.state_dict(), "episodes": self.episodes, "episode": episode}
 
     def _load_extra(self, state: dict) -> None:
@@ -110,7 +113,7 @@ class OnlineTrainer(Trainer):
         episode = state.get("episode")
         if episode is not None:  # continue the interrupted episode exactly
             env_state.restore(self.env, episode)
-            self._obs, self._episode_return, self._episode_length = episode["obs"], episode["ret"], episode["length"]
+            self._obs, self._episode_return, self._episode_length = np.asarray(episode["obs"]), episode["ret"], episode["length"]
             return
         # an environment advrl cannot save (or an older checkpoint): a fresh episode, seeded by the step
         self._obs, _ = self.env.reset(seed=self.recipe.seed + self.step)
@@ -126,13 +129,14 @@ def train_online(recipe, overrides=(), run_dir: str | Path | None = None, progre
     if run_dir is None:  # runs/<name>/<env>/seed<k>-<time>: the env stands where offline runs name the dataset
         offline_style = default_run_dir(recipe)
         run_dir = offline_style.parent.parent / re.sub(r"[^A-Za-z0-9_.-]", "-", str(recipe.online.env)) / offline_style.name
-    with run_lock(Path(run_dir)):
-        return OnlineTrainer(recipe, Path(run_dir), resume=False, progress=progress).fit()
+    with rundir.new_run(Path(run_dir), OnlineTrainer.run_kind, OnlineTrainer.resume_hint) as start:
+        trainer = OnlineTrainer(recipe, Path(run_dir), resume=False, progress=progress)
+        start.started()
+        return trainer.fit()
 
 
 def resume_online(run_dir: str | Path, progress: bool = True) -> RunResult:
     run_dir = Path(run_dir)
-    if not (run_dir / RECIPE_FILE).is_file():
-        raise RecipeError(f"{run_dir} is not an advrl run directory (no {RECIPE_FILE}).")
+    rundir.check_resumable(run_dir, "advrl online")
     with run_lock(run_dir):
         return OnlineTrainer(load_recipe(run_dir / RECIPE_FILE), run_dir, resume=True, progress=progress).fit()

@@ -19,14 +19,16 @@ from advrl.component import DataSpec
 from advrl.data.dataset import DatasetInfo, ObservationNormalizer, load_offline_data
 from advrl.device import resolve_device
 from advrl.evaluation import evaluate, make_env_factory
+from advrl.learner import rundir
 from advrl.learner.assembly import build_components, build_updates
 from advrl.learner.checkpoint import (
-    atomic_torch_save,
-    load_checkpoint,
+    CheckpointError,
+    load_latest,
     remove_stale_temporaries,
     restore_rng_state,
     rng_state,
     run_lock,
+    save_checkpoint,
 )
 from advrl.learner.metrics import MetricsLogger, make_sinks, wandb_module
 from advrl.recipe import RecipeError, apply_overrides, load_recipe, validate
@@ -62,6 +64,8 @@ def info_to_dict(info: DatasetInfo) -> dict:
     state = dataclasses.asdict(info)
     spec = info.eval_env_spec
     state["eval_env_spec"] = spec if spec is None or isinstance(spec, str) else spec.to_json()
+    for key in ("ref_min_score", "ref_max_score"):  # numpy floats in some Minari metadata: plain for weights-only loads
+        state[key] = None if state[key] is None else float(state[key])
     return state
 
 
@@ -77,6 +81,8 @@ def make_policy(actor, normalizer: ObservationNormalizer, device: torch.device):
 
 
 class Trainer:
+    run_kind, resume_hint = "train", "advrl train --resume"  # the mark's kind; the command that continues such a run
+
     def __init__(self, recipe: DictConfig, run_dir: Path, resume: bool = False, progress: bool = True):
         self.recipe = recipe
         self.run_dir = Path(run_dir)
@@ -106,21 +112,32 @@ class Trainer:
         self.step = 0
         self.evaluations: list[dict] = []
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint_path = self.run_dir / CHECKPOINT
+        self.resumed_from: Path | None = None  # the checkpoint a resumed run continues from
         if resume:
-            remove_stale_temporaries(checkpoint_path.parent)
-            self._load(load_checkpoint(checkpoint_path))
-        elif checkpoint_path.exists():
-            raise RecipeError(f"Run directory {self.run_dir} already holds a run; resume it with --resume or pick another --run-dir.")
+            self._resume_state()
         (self.run_dir / RECIPE_FILE).write_text(OmegaConf.to_yaml(recipe, resolve=True))
         if not (self.run_dir / SOFTWARE_FILE).exists():  # a resume keeps what the run started with
             (self.run_dir / SOFTWARE_FILE).write_text(json.dumps(provenance.software(), indent=2) + "\n")
         resume_step = self.step if resume else None
         self.logger = MetricsLogger(self.run_dir, resume_step, make_sinks(self.run_dir, recipe, resume_step))
-        if not resume:  # a resumed run keeps the first record (its preparation then is a cache hit)
+        if not any(self.logger.rows.values()):  # a resumed run keeps its first records (preparation then is a cache hit)
             self._log_dataset()
             for slot, facts in preparation.items():
                 self.logger.log("preparation", 0, {"slot": slot, **facts})
+
+    def _resume_state(self) -> None:
+        """Load the newest readable checkpoint; a marked run stopped before its first one starts
+        again from step 0 in its folder, its records kept."""
+        folder = (self.run_dir / CHECKPOINT).parent
+        if folder.is_dir():
+            remove_stale_temporaries(folder)
+        latest = load_latest(folder, set_aside=True)
+        if latest is not None:
+            self._load(latest[0])
+            self.resumed_from = latest[1]
+            rundir.adopt(self.run_dir, self.run_kind)
+        elif not rundir.is_marked(self.run_dir):
+            raise CheckpointError(f"No checkpoint in {folder}: {self.run_dir} saved none yet (nothing to resume from).")
 
     def _check_same_dataset_build(self) -> None:
         """A resumed run must continue on the data it started on: a dataset id rebuilt on another
@@ -197,7 +214,7 @@ class Trainer:
     def save(self) -> None:
         for update in self.updates:
             update.check_finite()  # never overwrite a good checkpoint with NaN parameters
-        atomic_torch_save(self._state(), self.run_dir / CHECKPOINT)
+        save_checkpoint(self._state(), self.run_dir / CHECKPOINT)
 
     # ---- evaluation ------------------------------------------------------------------------
     def evaluate(self) -> dict:
@@ -282,16 +299,17 @@ def train(recipe, overrides=(), run_dir: str | Path | None = None, progress: boo
         recipe = validate(apply_overrides(recipe, list(overrides)))
     recipe = recipe.copy()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(recipe)
-    with run_lock(run_dir):
-        return Trainer(recipe, run_dir, resume=False, progress=progress).fit()
+    with rundir.new_run(run_dir, Trainer.run_kind, Trainer.resume_hint) as start:
+        trainer = Trainer(recipe, run_dir, resume=False, progress=progress)
+        start.started()
+        return trainer.fit()
 
 
 def resume(run_dir: str | Path, progress: bool = True) -> RunResult:
     """Continue an interrupted run from its last checkpoint, with the recipe it saved."""
     run_dir = Path(run_dir)
     recipe_path = run_dir / RECIPE_FILE
-    if not recipe_path.is_file():
-        raise RecipeError(f"{run_dir} is not an advrl run directory (no {RECIPE_FILE}).")
+    rundir.check_resumable(run_dir, "advrl train")
     recipe = load_recipe(recipe_path)
     with run_lock(run_dir):
         return Trainer(recipe, run_dir, resume=True, progress=progress).fit()

@@ -160,7 +160,7 @@ def test_iql_advantage_pretrains_caches_and_labels(minari_root, tmp_path, monkey
     rebuilt = OfflineData(data.transitions, dataclasses.replace(data.info, fingerprint="0" * 16), data.normalizer)
     remade = make("selector", "iql_advantage", spec, pretrain_steps=5, batch_size=16)
     assert remade.prepare(rebuilt, {"seed": 0, "device": torch.device("cpu")})["from_cache"] is False  # another build
-    assert torch.load(cache, weights_only=False)["fingerprint"] == "0" * 16
+    assert torch.load(cache, weights_only=True)["fingerprint"] == "0" * 16
     idx = torch.tensor([0, 5, 7])
     assert torch.equal(selector.compute(TensorDict({"index": idx}, batch_size=[3]), 1)["trust"], selector.labels[idx])
 

@@ -83,8 +83,8 @@ class IQLAdvantage(Component):
             raise TypeError("selector iql_advantage needs an offline dataset to pre-train on.")
         path = self.cache_path(data.info.id, context["seed"])
         self.cache_file = path
-        if path.is_file():
-            cached = torch.load(path, weights_only=False)
+        cached = self._read_cache(path) if path.is_file() else None
+        if cached is not None:
             # caches written before fingerprints existed are matched on size alone
             if cached["n_transitions"] == data.size and cached.get("fingerprint") in (None, data.info.fingerprint):
                 self.labels = cached["labels"].to(data.device)
@@ -101,6 +101,24 @@ class IQLAdvantage(Component):
         atomic_torch_save(record, path)
         self.labels = labels.to(data.device)
         return self._facts(from_cache=False)
+
+    @staticmethod
+    def _read_cache(path: Path) -> dict:
+        """The cached labels, loaded weights-only: a cache file handed over with a parked run
+        must not be able to run code."""
+        from advrl.learner.checkpoint import CheckpointError, read_error, safe_load
+
+        try:
+            cached = safe_load(path, "IQL trust cache")
+        except CheckpointError:
+            raise
+        except Exception as err:
+            raise CheckpointError(
+                f"IQL trust cache {path} cannot be read ({read_error(err)}); delete it and the labels are computed again."
+            ) from err
+        if not isinstance(cached, dict) or not {"labels", "n_transitions", "seconds"} <= cached.keys():
+            raise CheckpointError(f"{path} is not an IQL trust cache of advrl; delete it and the labels are computed again.")
+        return cached
 
     def _facts(self, from_cache: bool) -> dict:
         """What the pre-training cost (measured when the labels were made, also on a cache hit)."""
