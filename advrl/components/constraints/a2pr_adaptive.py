@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from advrl.component import Component, option, slot
+from advrl.components.critics.q_ensemble import REDUCTIONS
 from advrl.registry import register
 
 GATES = ("or", "and", "none")
@@ -33,19 +34,14 @@ class A2PRAdaptive(Component):
     class Config:
         critic: str = slot("critic", "critic", "critic for A(s, a~)")
         behavior: str | None = slot("behavior", "behavior", "behaviour model reconstructing pi(s); null: none", needs=("reconstruct",))
-        weight: float = option(0.5, "BC weight (A2PR's `mask`, per-dataset in the paper's settings)")
-        q: str = option("q1", "ensemble reduction for A(s, a~): q1 (official), min or mean")
+        weight: float = option(0.5, "BC weight (A2PR's `mask`, per-dataset in the paper's settings)", ge=0)
+        q: str = option("q1", "ensemble reduction for A(s, a~): q1 (official), min or mean", choices=REDUCTIONS)
         ties_to_behavior: bool = option(True, "A(s, a~) == A(s, a) picks a~ (official) instead of a")
-        gate: str = option("or", "or (official): BC where either action beats V(s); and; none: always")
+        gate: str = option("or", "or (official): BC where either action beats V(s); and; none: always", choices=GATES)
         detach_target: bool = option(False, "stop the gradient through the target (official: false)")
 
     reads = ("observation", "action", "policy_action", "state_value", "advantage")
     writes = ("loss_bc", "bc_gate", "target_is_behavior")
-
-    def __init__(self, config: Config, spec):
-        super().__init__(config, spec)
-        if config.gate not in GATES:
-            raise ValueError(f"gate must be one of {', '.join(GATES)}, got {config.gate!r}.")
 
     def compute(self, td, step):
         cfg = self.config

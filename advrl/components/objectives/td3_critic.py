@@ -23,9 +23,9 @@ class TD3CriticLoss(Component):
     class Config:
         actor: str = slot("actor", "actor", "actor whose target network proposes next actions", needs=("target_act",))
         critic: str = slot("critic", "critic", "the Q ensemble to train")
-        gamma: float = option(0.99, "discount factor")
-        policy_noise: float = option(0.2, "std of target-policy smoothing noise, in units of max_action")
-        noise_clip: float = option(0.5, "clip of the smoothing noise, in units of max_action")
+        gamma: float = option(0.99, "discount factor", ge=0, le=1)
+        policy_noise: float = option(0.2, "std of target-policy smoothing noise, in units of max_action", ge=0)
+        noise_clip: float = option(0.5, "clip of the smoothing noise, in units of max_action", ge=0)
 
     reads = ("observation", "action", "reward", "next.observation", "terminated")
     writes = ("loss_critic", "td_target", "next_action")
