@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import os
 import sys
@@ -452,6 +453,16 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except _expected_errors() as err:
         print(f"advrl: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        # a run or sweep folder that cannot be written: name it instead of a traceback
+        print(
+            f"advrl: error: cannot write {err.filename or 'a file'} ({err.strerror}); make that folder writable "
+            "or choose another one (--run-dir, --out, MINARI_DATASETS_PATH).",
+            file=sys.stderr,
+        )
         return 1
     except BrokenPipeError:  # output piped into `head` & co., which stopped reading: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit

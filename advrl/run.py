@@ -50,7 +50,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     run_dir = Path(run_dir)
     if not (run_dir / RECIPE_FILE).is_file():
         raise CheckpointError(f"{run_dir} is not an advrl run directory (no {RECIPE_FILE}).")
-    recipe = load_recipe(run_dir / RECIPE_FILE)
+    recipe = load_recipe(run_dir / RECIPE_FILE, check_flow=False)  # its data flow was checked on its own data
     state = load_checkpoint(run_dir / CHECKPOINT)
     info = DatasetInfo(**state["dataset_info"])
     components = build_components(recipe, DataSpec(**info.facts()))

@@ -1,6 +1,6 @@
 """A grid of runs of one recipe, one process per core, resumable: ``advrl sweep``.
 
-    advrl sweep recipes/td3bc.yaml components.constraint.alpha=1,2.5,5 seed=0,1,2 --out runs/alpha
+    advrl sweep recipes/td3bc.yaml components.actor_loss.alpha=1,2.5,5 seed=0,1,2 --out runs/alpha
 
 An override whose value lists several values at the top level (``key=a,b``; commas inside
 brackets or quotes do not count) is swept; the grid is the product of the swept keys, and every
