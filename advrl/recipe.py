@@ -26,7 +26,7 @@ from omegaconf.errors import (
 )
 
 from advrl import registry
-from advrl.component import option, option_error
+from advrl.component import config_errors, option, option_error
 from advrl.device import device_error
 
 
@@ -382,9 +382,13 @@ def component_config(slot_name: str, entry: DictConfig, instantiate: bool = True
     if not instantiate:
         return cls, merged
     try:
-        return cls, OmegaConf.to_object(merged)
+        config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         raise RecipeError(f"{where}: {err}") from None
+    errors = config_errors(config)  # ranges and choices of values that were interpolations at load
+    if errors:
+        raise RecipeError(f"{where}.{errors[0]}")
+    return cls, config
 
 
 def _value(node: DictConfig, key: str, path: str) -> Any:
