@@ -423,10 +423,13 @@ def _check_interpolations(node: DictConfig | ListConfig, where: str = "") -> Non
 def _check_options(node: DictConfig, schema: type, where: str, defaults: DictConfig | None = None) -> None:
     """Raise for the first field of ``node`` whose value its option does not allow (range,
     choices, check), recursing into sections; ``defaults`` supplies fields ``node`` lacks."""
-    hints = typing.get_type_hints(schema)
+    try:
+        hints = typing.get_type_hints(schema)
+    except Exception:  # a plug-in's Config with annotations Python cannot evaluate: no sections
+        hints = {}
     for f in dataclasses.fields(schema):
         path = f"{where}.{f.name}" if where else f.name
-        if dataclasses.is_dataclass(hints[f.name]):
+        if dataclasses.is_dataclass(hints.get(f.name)):
             _check_options(node[f.name], hints[f.name], path)
             continue
         if not {"bounds", "choices", "check"} & set(f.metadata):

@@ -144,6 +144,38 @@ def missing_policies(dataset_id: str, root=None) -> list[str]:
     return [level for level in KINDS[kind] if level not in have]
 
 
+def _check_request(dataset_id: str, size, seed, proportions, policies_root, run_dir, retrain) -> tuple:
+    """(env, kind, size, levels, shares) of a build request, or the error that stops it before
+    anything is written; run again under the build's lock, where the dataset may exist by now."""
+    from advrl.data import policies
+    from advrl.data.collect import dataset_path
+
+    env, kind = parse(dataset_id)
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DatasetError(f"The seed must be a non-negative integer, got {seed!r}.")
+    if size is not None and (not isinstance(size, (int, np.integer)) or size < 1):
+        raise DatasetError(f"The size must be a positive number of transitions, got {size!r}.")
+    path = dataset_path(dataset_id)
+    if os.path.exists(path):
+        raise DatasetError(
+            f"Dataset {dataset_id!r} already exists at {path}; delete that folder to rebuild it "
+            "(another size is another id: put a size tag before -v0, e.g. advrl/hopper/medium-100k-v0; "
+            "another seed needs another MINARI_DATASETS_PATH root)."
+        )
+    tagged = size_tag(dataset_id)
+    if size is not None and tagged is not None and size != tagged:
+        raise DatasetError(f"{dataset_id} names its size ({tagged} transitions); --size {size} contradicts it: drop one.")
+    size = tagged if size is None else size
+    if (run_dir is not None or retrain) and kind != "medium-replay":
+        raise DatasetError(f"run_dir (--run) and retrain apply to medium-replay only, not {kind}.")
+    levels = KINDS[kind]
+    shares = _shares(kind, levels, proportions)
+    for level in levels:
+        if not policies.has(env, level, policies_root):
+            raise policies.missing_policy_error(env, level, policies_root)
+    return env, kind, size, levels, shares
+
+
 @contextlib.contextmanager
 def make_lock(dataset_id: str) -> Iterator[None]:
     """Hold the lock of building ``dataset_id`` or fail at once: two processes building one id
@@ -194,6 +226,7 @@ def build(
     not on this machine (:func:`advrl.data.policies.retrain_run`, into ``run_dir`` or
     ``runs/sources/<env>-medium``); ``log`` (a callable taking a message) hears progress.
     """
+    _check_request(dataset_id, size, seed, proportions, policies_root, run_dir, retrain)  # a bad request leaves no lock file
     with make_lock(dataset_id):  # a second build of one id fails at once, naming the first
         return _build(dataset_id, size, seed, proportions, policies_root, run_dir, log, retrain)
 
@@ -209,33 +242,11 @@ def _build(
     retrain: bool = False,
 ) -> str:
     from advrl.data import policies
-    from advrl.data.collect import collect_episodes, dataset_path, renumber, stream_rng, write_minari_dataset
+    from advrl.data.collect import collect_episodes, renumber, stream_rng, write_minari_dataset
     from advrl.data.mix import split_counts
 
-    env, kind = parse(dataset_id)
+    env, kind, size, levels, shares = _check_request(dataset_id, size, seed, proportions, policies_root, run_dir, retrain)
     env_id, ref_min, ref_max = ENVS[env]
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise DatasetError(f"The seed must be a non-negative integer, got {seed!r}.")
-    if size is not None and (not isinstance(size, (int, np.integer)) or size < 1):
-        raise DatasetError(f"The size must be a positive number of transitions, got {size!r}.")
-    path = dataset_path(dataset_id)
-    if os.path.exists(path):
-        raise DatasetError(
-            f"Dataset {dataset_id!r} already exists at {path}; delete that folder to rebuild it "
-            "(another size is another id: put a size tag before -v0, e.g. advrl/hopper/medium-100k-v0; "
-            "another seed needs another MINARI_DATASETS_PATH root)."
-        )
-    tagged = size_tag(dataset_id)
-    if size is not None and tagged is not None and size != tagged:
-        raise DatasetError(f"{dataset_id} names its size ({tagged} transitions); --size {size} contradicts it: drop one.")
-    size = tagged if size is None else size
-    if (run_dir is not None or retrain) and kind != "medium-replay":
-        raise DatasetError(f"run_dir (--run) and retrain apply to medium-replay only, not {kind}.")
-    levels = KINDS[kind]
-    shares = _shares(kind, levels, proportions)
-    for level in levels:
-        if not policies.has(env, level, policies_root):
-            raise policies.missing_policy_error(env, level, policies_root)
     started = time.perf_counter()
     log = log or (lambda message: None)
 
