@@ -119,13 +119,16 @@ class SweepRun:
 def plan(recipe: str | Path, overrides: list[str], out: str | Path) -> list[SweepRun]:
     """The sweep's runs, each recipe validated first (a typo fails before anything starts);
     ``out`` keeps a manifest so that the same folder is never reused for other settings."""
-    from advrl.recipe import load_recipe
+    from advrl.recipe import RecipeError, load_recipe
 
     recipe, out = Path(recipe).resolve(), Path(out)
     points = expand_grid(list(overrides))
     swept_keys = [o.partition("=")[0] for o in overrides if len(split_values(o.partition("=")[2])) > 1]
-    for point in points:
-        load_recipe(recipe, point)
+    for point in points:  # every point, data flow included, before any folder is made
+        try:
+            load_recipe(recipe, point)
+        except RecipeError as err:
+            raise RecipeError(f"sweep point {folder_name(point, swept_keys)}: {err}") from None
     manifest = {"recipe": str(recipe), "overrides": list(overrides)}
     saved = out / MANIFEST
     if saved.exists() and OmegaConf.to_container(OmegaConf.load(saved)) != manifest:

@@ -189,7 +189,7 @@ def test_sweep_checks_every_point_before_any_run(minari_root, tiny_overrides, tm
     out = tmp_path / "sweep"
     grid = ["components.constraint.name=bc_mse,awr", *tiny_overrides]
     err = _one_line_error(capsys, ["sweep", TD3BC, *grid, "--out", str(out), "--workers", "1"])
-    assert "components.constraint (constraint 'awr') reads batch key 'advantage'" in err
+    assert "sweep point components.constraint.name=awr: components.constraint (constraint 'awr') reads batch key 'advantage'" in err
     assert not out.exists()  # not even the bc_mse point started
 
 
