@@ -319,6 +319,16 @@ def cmd_data(args) -> int:
     return 0
 
 
+def _device(name: str) -> str:
+    """--device values, checked as train.device is (the message replaces a traceback)."""
+    from advrl.device import device_error
+
+    error = device_error(name)
+    if error:
+        raise argparse.ArgumentTypeError(f"{name} {error}")
+    return name
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="advrl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -352,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=None)
     evaluate.add_argument("--obs-noise", type=float, default=0.0, help="std of Gaussian noise on observations")
     evaluate.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the run's)")
-    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--device", default="cpu", type=_device, help="cpu, cuda or cuda:N")
     evaluate.set_defaults(func=cmd_eval)
 
     cmp = sub.add_parser("compare", help="table and learning curves of runs, their seeds grouped",
@@ -386,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     probing.add_argument("--critic", default="critic", help="component giving Q (default: critic)")
     probing.add_argument("--value", default="value", help="component giving V; '' for none (default: value, if the run has one)")
     probing.add_argument("--json", metavar="FILE", help="write the rows as JSON here")
-    probing.add_argument("--device", default="cpu")
+    probing.add_argument("--device", default="cpu", type=_device, help="cpu, cuda or cuda:N")
     probing.set_defaults(func=cmd_probe)
 
     comps = sub.add_parser("components", help="list registered components, or describe one")

@@ -234,3 +234,10 @@ def test_a_runs_saved_recipe_holds_every_default(minari_root, tiny_overrides, tm
     del recipe.components.critic["layer_norm"]
     result = advrl.train(recipe, run_dir=tmp_path / "python", progress=False)
     assert "layer_norm" in yaml.safe_load((Path(result.run_dir) / "recipe.yaml").read_text())["components"]["critic"]
+
+
+def test_eval_device_is_checked_like_train_device(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", str(tmp_path), "--device", "tpu"])
+    assert exit_info.value.code == 2
+    assert "argument --device: tpu is not a known device: use auto, cpu, cuda or cuda:N." in capsys.readouterr().err
