@@ -93,23 +93,27 @@ def option_error(path: str, value: Any, metadata: Mapping) -> str | None:
     """The message for a value its option does not allow (``path`` names it), else None."""
     if value is None:
         return None
-    if isinstance(value, (list, tuple)) and ("bounds" in metadata or "choices" in metadata):
+    if isinstance(value, (list, tuple)):
         for entry in value:
-            error = option_error(path, entry, metadata)
-            if error:
-                return f"{path}={list(value)} has an entry that is not allowed: {error.partition(': ')[2]}"
+            problem = _problem(entry, metadata)
+            if problem:
+                return f"{path}={list(value)} has an entry {entry} that {problem}"
         return None
+    problem = _problem(value, metadata)
+    return f"{path}={value} {problem}" if problem else None
+
+
+def _problem(value: Any, metadata: Mapping) -> str | None:
+    """What is wrong with one value, as the end of a sentence (``is out of range: ...``)."""
     if "choices" in metadata and value not in metadata["choices"]:
         close = difflib.get_close_matches(str(value), [str(c) for c in metadata["choices"]], n=1, cutoff=0.5)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        return f"{path}={value} is not allowed: must be {constraint_text(metadata)}.{hint}"
+        return f"is not allowed: must be {constraint_text(metadata)}.{hint}"
     bounds = metadata.get("bounds")
     if bounds and isinstance(value, (int, float)) and not isinstance(value, bool) and not _within(value, bounds):
-        return f"{path}={value} is out of range: must be {constraint_text(metadata)}."
+        return f"is out of range: must be {constraint_text(metadata)}."
     if "check" in metadata:
-        error = metadata["check"](value)
-        if error:
-            return f"{path}={value}: {error}"
+        return metadata["check"](value)
     return None
 
 
@@ -259,7 +263,8 @@ def describe(cls: type[Component]) -> str:
         type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         ref = f" -> {f.metadata['slot']} slot" if "slot" in f.metadata else ""
         allowed = constraint_text(f.metadata)
-        allowed = f"  ({allowed})" if allowed else ""
+        each = "each " if str(type_name).startswith("list") else ""  # lists are checked entry by entry
+        allowed = f"  ({each}{allowed})" if allowed else ""
         lines.append(f"  {f.name}: {type_name} = {default}{ref}{allowed}")
         if f.metadata.get("help"):
             lines.append(f"      {f.metadata['help']}")

@@ -39,7 +39,7 @@ OUT_OF_RANGE = {
     "updates.actor.every=0": "updates.actor.every=0 is out of range: must be >= 1.",
     "updates.actor.tau=1.5": "updates.actor.tau=1.5 is out of range: must be in [0, 1].",
     "components.critic.num_q=0": "components.critic.num_q=0 is out of range: must be >= 1.",
-    "components.critic.hidden_sizes=[256,0]": "components.critic.hidden_sizes=[256, 0] has an entry that is not allowed: must be >= 1.",
+    "components.critic.hidden_sizes=[256,0]": "components.critic.hidden_sizes=[256, 0] has an entry 0 that is out of range: must be >= 1.",
     "seed=-1": "seed=-1 is out of range: must be >= 0.",
 }
 NOT_A_CHOICE = {
@@ -52,7 +52,7 @@ NOT_A_CHOICE = {
 }
 # cases beyond ranges and choices: each names the key or file and the fix
 OTHER_ERRORS = {
-    "train.device=tpu": "train.device=tpu: is not a known device: use auto, cpu, cuda or cuda:N.",
+    "train.device=tpu": "train.device=tpu is not a known device: use auto, cpu, cuda or cuda:N.",
     "imports=[advrl_no_such_module]": "Recipe key 'imports' names module 'advrl_no_such_module', which cannot be imported",
     "eval.every=${train.nope}": "eval.every=${train.nope} refers to a key the recipe does not have",
     "components.critic.num_q=${train.nope}": "components.critic.num_q=${train.nope} refers to a key the recipe does not have",
@@ -60,7 +60,7 @@ OTHER_ERRORS = {
     "eval.policy=critic": "eval.policy names 'critic', which is not an actor slot",
 }
 if not torch.cuda.is_available():
-    OTHER_ERRORS["train.device=cuda"] = "train.device=cuda: asks for CUDA, which is not available here: use auto"
+    OTHER_ERRORS["train.device=cuda"] = "train.device=cuda asks for CUDA, which is not available here: use auto"
 ALL_ERRORS = {**OUT_OF_RANGE, **NOT_A_CHOICE, **OTHER_ERRORS}
 
 
