@@ -241,3 +241,22 @@ def test_eval_device_is_checked_like_train_device(tmp_path, capsys):
         main(["eval", str(tmp_path), "--device", "tpu"])
     assert exit_info.value.code == 2
     assert "argument --device: tpu is not a known device: use auto, cpu, cuda or cuda:N." in capsys.readouterr().err
+
+
+def test_a_resumed_run_keeps_the_defaults_it_started_with(minari_root, tiny_overrides, tmp_path, monkeypatch):
+    """A default changed by a later version (here: the critic's layer_norm) must not reach a
+    run that started before: its saved recipe names the value it was built with."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    from advrl.components.critics.q_ensemble import QEnsemble
+
+    run_dir = tmp_path / "run"
+    advrl.train(TD3BC, [*tiny_overrides, "train.steps=10", "eval.episodes=0"], run_dir=run_dir, progress=False)
+    layer_norm = {f.name: f for f in dataclasses.fields(QEnsemble.Config)}["layer_norm"]
+    monkeypatch.setattr(layer_norm, "default", True)
+    assert OmegaConf.structured(QEnsemble.Config).layer_norm is True  # the "new version"
+    result = advrl.resume(run_dir, progress=False)  # loads the checkpoint into critics without LayerNorm
+    assert result.steps == 10
+    assert yaml.safe_load((run_dir / "recipe.yaml").read_text())["components"]["critic"]["layer_norm"] is False
