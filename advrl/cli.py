@@ -464,6 +464,9 @@ def main(argv: list[str] | None = None) -> int:
     except _expected_errors() as err:
         print(f"advrl: error: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into `head` & co., which stopped reading: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except OSError as err:
         if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise
@@ -474,9 +477,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    except BrokenPipeError:  # output piped into `head` & co., which stopped reading: not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-        return 0
 
 
 if __name__ == "__main__":
