@@ -468,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0
     except OSError as err:
-        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR):
             raise
         # a run or sweep folder that cannot be written: name it instead of a traceback
         print(

@@ -2,7 +2,9 @@
 
 A recipe names the dataset, the training budget, the components (one per slot) and the
 updates (which terms train which slot's parameters, on which schedule). Errors name the
-recipe path of the offending key and the keys that are allowed there.
+recipe path of the offending key and the keys or values that are allowed there: every option
+declares its range or choices (``option(..., ge=0, le=1)``), checked with the interpolations,
+the device and the data flow when the recipe is loaded, before any run folder or data.
 """
 
 from __future__ import annotations
