@@ -162,6 +162,13 @@ def test_read_only_run_folder_is_a_one_line_error(where, read_only_dir, minari_r
     assert f"cannot write {run_dir}" in err and "choose another one (--run-dir" in err
 
 
+def test_run_folder_below_a_file_is_a_one_line_error(minari_root, tiny_overrides, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    run_dir = tmp_path / "file" / "run"
+    err = _one_line_error(capsys, ["train", TD3BC, *tiny_overrides, "--run-dir", str(run_dir), "--no-progress"])
+    assert f"cannot write {run_dir} (Not a directory)" in err
+
+
 def test_a_second_data_make_of_one_id_fails_naming_the_first(minari_root, capsys):
     dataset_id = "advrl/hopper/random-1k-v0"
     with catalog.make_lock(dataset_id):  # as a first `advrl data make` holding it would
