@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import os
 import sys
@@ -345,6 +346,16 @@ def cmd_data(args) -> int:
     return 0
 
 
+def _device(name: str) -> str:
+    """--device values, checked as train.device is (the message replaces a traceback)."""
+    from advrl.device import device_error
+
+    error = device_error(name)
+    if error:
+        raise argparse.ArgumentTypeError(f"{name} {error}")
+    return name
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="advrl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -378,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=None)
     evaluate.add_argument("--obs-noise", type=float, default=0.0, help="std of Gaussian noise on observations")
     evaluate.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the run's)")
-    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--device", default="cpu", type=_device, help="cpu, cuda or cuda:N")
     evaluate.set_defaults(func=cmd_eval)
 
     cmp = sub.add_parser("compare", help="table and learning curves of runs, their seeds grouped",
@@ -412,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     probing.add_argument("--critic", default="critic", help="component giving Q (default: critic)")
     probing.add_argument("--value", default="value", help="component giving V; '' for none (default: value, if the run has one)")
     probing.add_argument("--json", metavar="FILE", help="write the rows as JSON here")
-    probing.add_argument("--device", default="cpu")
+    probing.add_argument("--device", default="cpu", type=_device, help="cpu, cuda or cuda:N")
     probing.set_defaults(func=cmd_probe)
 
     comps = sub.add_parser("components", help="list registered components, or describe one")
@@ -484,6 +495,16 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` & co., which stopped reading: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR):
+            raise
+        # a run or sweep folder that cannot be written: name it instead of a traceback
+        print(
+            f"advrl: error: cannot write {err.filename or 'a file'} ({err.strerror}); make that folder writable "
+            "or choose another one (--run-dir, --out, MINARI_DATASETS_PATH).",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -30,8 +30,10 @@ components of one kind that write the same default key.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -51,11 +53,90 @@ class DataSpec:
     max_action: float = 1.0
 
 
-def option(default: Any = MISSING, help: str = "") -> Any:  # noqa: A002 - mirrors argparse
-    """A documented config field; list/dict defaults are copied per instance."""
+def option(
+    default: Any = MISSING,
+    help: str = "",  # noqa: A002 - mirrors argparse
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: tuple | list | dict | None = None,
+    check: Callable[[Any], str | None] | None = None,
+) -> Any:
+    """A documented config field; list/dict defaults are copied per instance.
+
+    The value's allowed range (``ge``/``gt``/``le``/``lt``: >=, >, <=, <), its allowed values
+    (``choices``) or a ``check`` (value -> error text or None) live in the field's metadata, so
+    that a recipe is checked when it is loaded and ``advrl components`` shows them. A list value
+    is checked entry by entry; null is always allowed (typing decides whether null is legal).
+    """
+    metadata: dict[str, Any] = {"help": help}
+    bounds = {name: value for name, value in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if value is not None}
+    if bounds:
+        metadata["bounds"] = bounds
+    if choices is not None:
+        metadata["choices"] = tuple(choices)
+    if check is not None:
+        metadata["check"] = check
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=lambda d=default: type(d)(d), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def constraint_text(metadata: Mapping) -> str:
+    """``in [0, 1]``, ``>= 1``, ``one of q1, min, mean``: what an option allows ('' if anything)."""
+    if "choices" in metadata:
+        return "one of " + ", ".join(str(c) for c in metadata["choices"])
+    bounds = metadata.get("bounds")
+    if not bounds:
+        return ""
+    low = ("[", bounds["ge"]) if "ge" in bounds else ("(", bounds["gt"]) if "gt" in bounds else None
+    high = ("]", bounds["le"]) if "le" in bounds else (")", bounds["lt"]) if "lt" in bounds else None
+    if low and high:
+        return f"in {low[0]}{low[1]:g}, {high[1]:g}{high[0]}"
+    if low:
+        return f"{'>=' if low[0] == '[' else '>'} {low[1]:g}"
+    return f"{'<=' if high[0] == ']' else '<'} {high[1]:g}"
+
+
+def _within(value: float, bounds: Mapping) -> bool:
+    compare = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
+    return all(compare[name](value, limit) for name, limit in bounds.items())
+
+
+def option_error(path: str, value: Any, metadata: Mapping) -> str | None:
+    """The message for a value its option does not allow (``path`` names it), else None."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        for entry in value:
+            problem = _problem(entry, metadata)
+            if problem:
+                return f"{path}={list(value)} has an entry {entry} that {problem}"
+        return None
+    problem = _problem(value, metadata)
+    return f"{path}={value} {problem}" if problem else None
+
+
+def _problem(value: Any, metadata: Mapping) -> str | None:
+    """What is wrong with one value, as the end of a sentence (``is out of range: ...``)."""
+    if "choices" in metadata and value not in metadata["choices"]:
+        close = difflib.get_close_matches(str(value), [str(c) for c in metadata["choices"]], n=1, cutoff=0.5)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        return f"is not allowed: must be {constraint_text(metadata)}.{hint}"
+    bounds = metadata.get("bounds")
+    if bounds and isinstance(value, (int, float)) and not isinstance(value, bool) and not _within(value, bounds):
+        return f"is out of range: must be {constraint_text(metadata)}."
+    if "check" in metadata:
+        return metadata["check"](value)
+    return None
+
+
+def config_errors(config: Any) -> list[str]:
+    """Messages for every field of a Config dataclass instance that its option does not allow."""
+    found = [option_error(f.name, getattr(config, f.name), f.metadata) for f in fields(config)]
+    return [error for error in found if error]
 
 
 def slot(kind: str, default: str | None, help: str = "", needs: tuple[str, ...] = ()) -> Any:  # noqa: A002
@@ -115,6 +196,10 @@ class Component(nn.Module):
 
     def __init__(self, config: Any, spec: DataSpec):
         super().__init__()
+        # recipes are checked when loaded; this catches configs built by hand (advrl.make)
+        errors = config_errors(config) if dataclasses.is_dataclass(config) else []
+        if errors:
+            raise ValueError(errors[0])
         self.config = config
         self.spec = spec
         self._slots: dict[str, Component] = {}
@@ -264,7 +349,10 @@ def describe(cls: type[Component]) -> str:
             default = "(required)"
         type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         ref = f" -> {f.metadata['slot']} slot" if "slot" in f.metadata else ""
-        lines.append(f"  {f.name}: {type_name} = {default}{ref}")
+        allowed = constraint_text(f.metadata)
+        each = "each " if str(type_name).startswith("list") else ""  # lists are checked entry by entry
+        allowed = f"  ({each}{allowed})" if allowed else ""
+        lines.append(f"  {f.name}: {type_name} = {default}{ref}{allowed}")
         if f.metadata.get("help"):
             lines.append(f"      {f.metadata['help']}")
     labels = {"reads": "reads (batch)", "writes": "writes (batch)", "losses": "losses", "logs": "logs (scalars)"}

@@ -2,13 +2,17 @@
 
 A recipe names the dataset, the training budget, the components (one per slot) and the
 updates (which terms train which slot's parameters, on which schedule). Errors name the
-recipe path of the offending key and the keys that are allowed there.
+recipe path of the offending key and the keys or values that are allowed there: every option
+declares its range or choices (``option(..., ge=0, le=1)``), checked with the interpolations,
+the device and the data flow when the recipe is loaded, before any run folder or data.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import typing
 from dataclasses import MISSING as DATACLASS_MISSING
 from dataclasses import dataclass, field
 from importlib import resources
@@ -16,9 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf.errors import (
+    ConfigKeyError,
+    InterpolationKeyError,
+    InterpolationResolutionError,
+    OmegaConfBaseException,
+    ValidationError,
+)
 
 from advrl import registry
+from advrl.component import config_errors, option, option_error
+from advrl.device import device_error
 
 
 class RecipeError(ValueError):
@@ -42,25 +54,25 @@ class DataConfig:
     normalize_observations: bool = True  # standardise with dataset mean/std (+1e-3), same at evaluation
     reward_scale: float = 1.0  # r <- scale * r + shift
     reward_shift: float = 0.0
-    reward_normalization: str = "none"  # 'none' | 'returns' (IQL: r * 1000 / (max return - min return))
-    action_clip: float | None = None  # clip dataset actions to +-(max_action - action_clip) (CQL: 1e-4)
+    reward_normalization: str = option("none", "none | returns (IQL: r * 1000 / (max return - min return))", choices=("none", "returns"))
+    action_clip: float | None = option(None, "clip dataset actions to +-(max_action - action_clip) (CQL: 1e-4)", ge=0)
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 1_000_000  # gradient steps
-    batch_size: int = 256
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    log_every: int = 1000  # steps between metric logs (the only host syncs of the loop)
-    checkpoint_every: int = 10_000
+    steps: int = option(1_000_000, "gradient steps", ge=1)
+    batch_size: int = option(256, "transitions per gradient step", ge=1)
+    device: str = option("auto", "auto (CUDA when present) | cpu | cuda | cuda:N", check=device_error)
+    log_every: int = option(1000, "steps between metric logs (the only host syncs of the loop)", ge=1)
+    checkpoint_every: int = option(10_000, "steps between checkpoints", ge=1)
 
 
 @dataclass
 class EvalConfig:
-    every: int = 5000  # gradient steps between evaluations; 0 disables periodic evaluation
-    episodes: int = 10
+    every: int = option(5000, "gradient steps between evaluations; 0 disables periodic evaluation", ge=0)
+    episodes: int = option(10, "episodes per evaluation; 0: no evaluation", ge=0)
     seed_offset: int = 100  # evaluation env seed = seed + seed_offset (A2PR, SSAR)
-    obs_noise: float = 0.0  # std of Gaussian noise added to raw observations
+    obs_noise: float = option(0.0, "std of Gaussian noise added to raw observations", ge=0)
     env: str | None = None  # Gymnasium id; null: the dataset's eval_env_spec
     policy: str = "actor"  # component slot whose act() is evaluated
 
@@ -81,30 +93,36 @@ class OnlineConfig:
     """Online training (``advrl online``) and offline-to-online fine-tuning (``advrl finetune``)."""
 
     env: str | None = None  # Gymnasium id of the training env; null: the dataset's evaluation env
-    steps: int = 1_000_000  # environment steps (one gradient step each, after learning_starts)
-    learning_starts: int = 25_000  # no updates before this step (TD3: 25k; SSAR fine-tuning warm-up: 5k)
+    steps: int = option(1_000_000, "environment steps (one gradient step each, after learning_starts)", ge=1)
+    learning_starts: int = option(25_000, "no updates before this step (TD3: 25k; SSAR fine-tuning warm-up: 5k)", ge=0)
     random_warmup: bool = True  # uniform-random actions before learning_starts (false: the policy acts)
-    exploration_noise: float = 0.1  # std of Gaussian noise on deterministic actions, in units of max_action
-    buffer_size: int = 1_000_000
-    snapshot_every: int = 0  # also keep the actor of every N-th evaluation step under snapshots/ (0: never)
+    exploration_noise: float = option(0.1, "std of Gaussian noise on deterministic actions, in units of max_action", ge=0)
+    buffer_size: int = option(1_000_000, "transitions the replay buffer holds", ge=1)
+    snapshot_every: int = option(0, "also keep the actor of every N-th evaluation step under snapshots/ (0: never)", ge=0)
     # fine-tuning from an offline run only:
-    offline_buffer: str = "top_k"  # offline data kept: top_k trajectories by return | all | half (50/50 batches) | none
-    top_k: int = 50  # trajectories kept by offline_buffer=top_k (SSAR: 50)
+    offline_buffer: str = option(
+        "top_k", "offline data kept: top_k trajectories by return | all | half (50/50 batches) | none",
+        choices=("top_k", "all", "half", "none"),
+    )
+    top_k: int = option(50, "trajectories kept by offline_buffer=top_k (SSAR: 50)", ge=1)
     freeze: list[str] = field(default_factory=list)  # slots no longer trained online (SSAR: [coefficient])
     anneal_slot: str | None = None  # coefficient slot scaled down online (SSAR: coefficient)
-    anneal: str = "linear"  # linear: 1 - N/anneal_steps (clamped at 0) | cosine: cos(min(N/anneal_steps, 1) pi/2) | none
-    anneal_steps: int = 400_000
+    anneal: str = option(
+        "linear", "linear: 1 - N/anneal_steps (clamped at 0) | cosine: cos(min(N/anneal_steps, 1) pi/2) | none",
+        choices=("linear", "cosine", "none"),
+    )
+    anneal_steps: int = option(400_000, "steps over which the annealed coefficient falls", ge=1)
 
 
 @dataclass
 class OptimizerConfig:
-    name: str = "adam"  # adam | adamw
-    lr: float = 3e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    weight_decay: float = 0.0
+    name: str = option("adam", "adam | adamw", choices=("adam", "adamw"))
+    lr: float = option(3e-4, "learning rate", gt=0)
+    betas: list[float] = option([0.9, 0.999], "Adam's decay rates of the moment estimates", ge=0, lt=1)
+    eps: float = option(1e-8, "Adam's denominator term", gt=0)
+    weight_decay: float = option(0.0, "L2 (adam) or decoupled (adamw) weight decay", ge=0)
     losses: list[str] | None = None  # loss_* keys training this slot; null: all losses of the update
-    clip_grad_norm: float | None = None
+    clip_grad_norm: float | None = option(None, "clip the gradient norm of the slot's parameters; null: no clipping", gt=0)
     lr_schedule: dict[str, Any] | None = None  # a schedule component ({name: cosine, ...}) multiplying lr
 
 
@@ -112,17 +130,17 @@ class OptimizerConfig:
 class UpdateConfig:
     terms: list[str] = MISSING  # component slots computed in order; each may read what earlier ones wrote
     optimize: dict[str, OptimizerConfig] = MISSING  # slot -> optimiser of its parameters
-    every: int = 1  # run at steps where step % every == 0 (steps count from 1)
-    start: int = 0  # run only at steps > start
-    stop: int | None = None  # run only at steps <= stop
+    every: int = option(1, "run at steps where step % every == 0 (steps count from 1)", ge=1)
+    start: int = option(0, "run only at steps > start", ge=0)
+    stop: int | None = option(None, "run only at steps <= stop", ge=1)
     update_targets: list[str] = field(default_factory=list)  # slots whose target nets follow (Polyak)
-    tau: float = 0.005
+    tau: float = option(0.005, "Polyak rate of the target networks", ge=0, le=1)
 
 
 @dataclass
 class RecipeSchema:
     name: str = "recipe"
-    seed: int = 0
+    seed: int = option(0, "seed of every random number generator of the run", ge=0)
     imports: list[str] = field(default_factory=list)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -210,7 +228,7 @@ def _merge(base: DictConfig, override: DictConfig) -> DictConfig:
     rest_base = OmegaConf.masked_copy(base, [k for k in base if k != "components"])
     rest_override = OmegaConf.masked_copy(override, [k for k in override if k != "components"])
     merged = OmegaConf.merge(rest_base, rest_override)
-    registry.import_user_modules(list(merged.get("imports") or []))  # a swap looks up its new component
+    _import_user_modules(merged.get("imports"))  # a swap looks up its new component
     merged.components = _merge_components(base.get("components", OmegaConf.create()), override.get("components", OmegaConf.create()))
     # `name: null` under components, updates or an update's optimize removes what a parent
     # recipe defined there
@@ -257,6 +275,13 @@ def _local_imports(cfg: DictConfig, folder: Path) -> None:
     cfg.imports = resolved
 
 
+def _import_user_modules(modules) -> None:
+    try:
+        registry.import_user_modules(list(modules or []))
+    except ImportError as err:
+        raise RecipeError(str(err)) from None
+
+
 def _load_with_extends(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
     path = path.resolve()
     if path in seen:
@@ -293,13 +318,17 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     return _merge(cfg, dotlist)
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), dataset_facts: dict | None = None) -> DictConfig:
+def load_recipe(
+    path: str | Path, overrides: list[str] | tuple[str, ...] = (), dataset_facts: dict | None = None, check_flow: bool = True
+) -> DictConfig:
     """Load a recipe: ``extends`` chain, then ``key=value`` overrides, then validation.
 
     ``path`` is a file, or ``advrl:NAME.yaml`` for a built-in recipe (``advrl:td3bc.yaml``).
 
     ``dataset_facts`` (obs_dim, action_dim, max_action) fills ``dataset.*`` so interpolations
-    such as ``${dataset.action_dim}`` resolve; without it they resolve to null.
+    such as ``${dataset.action_dim}`` resolve; without it they resolve to null. With
+    ``check_flow`` the components are built and the data flow checked (:func:`check_assembly`);
+    a saved fine-tuning recipe, whose terms read its replay buffer's extra keys, skips it.
     """
     file = recipe_path(path)
     cfg = apply_overrides(_load_with_extends(file), list(overrides))
@@ -309,7 +338,40 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), d
     if dataset_facts:
         for key, value in dataset_facts.items():
             cfg.dataset[key] = value
+    if check_flow:
+        check_assembly(cfg)
     return cfg
+
+
+# Shapes the components are built on while the dataset is not loaded: any positive sizes do,
+# since the check is about which batch keys flow where, not about the numbers.
+PLACEHOLDER_FACTS = {"obs_dim": 3, "action_dim": 2, "max_action": 1.0}
+
+
+def check_assembly(cfg: DictConfig, dataset_keys: tuple[str, ...] | None = None) -> None:
+    """Build every component (on placeholder shapes where the dataset facts are unknown) and
+    run the trainer's data-flow check against the dataset's keys, so that a recipe whose terms
+    miss an input fails when it is loaded, not after its run folder and data are set up."""
+    import torch
+
+    from advrl.component import DataSpec
+    from advrl.data.dataset import DATASET_KEYS
+    from advrl.learner.assembly import bind_components, build_components, check_data_flow
+
+    probe = copy.deepcopy(cfg)
+    facts = {key: probe.dataset.get(key) if probe.dataset.get(key) is not None else value for key, value in PLACEHOLDER_FACTS.items()}
+    probe.dataset.merge_with(facts)
+    try:
+        OmegaConf.resolve(probe)
+    except OmegaConfBaseException as err:
+        raise RecipeError(f"Recipe key '{err.full_key}' cannot be resolved: {str(err.msg).splitlines()[0]}") from None
+    with torch.random.fork_rng(devices=[]):  # loading a recipe leaves the caller's random state alone
+        components = build_components(probe, DataSpec(**facts), bind=False)
+    check_data_flow(probe, components, DATASET_KEYS if dataset_keys is None else dataset_keys)
+    bind_components(components)
+    policy = probe.eval.policy
+    if policy not in components or not hasattr(components[policy], "act"):
+        raise RecipeError(f"eval.policy names {policy!r}, which is not an actor slot of the recipe.")
 
 
 # ---- validation ----------------------------------------------------------------------------
@@ -388,26 +450,88 @@ def component_config(slot_name: str, entry: DictConfig, instantiate: bool = True
     if not instantiate:
         return cls, merged
     try:
-        return cls, OmegaConf.to_object(merged)
+        config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         raise RecipeError(f"{where}: {err}") from None
+    errors = config_errors(config)  # ranges and choices of values that were interpolations at load
+    if errors:
+        raise RecipeError(f"{where}.{errors[0]}")
+    return cls, config
+
+
+def _value(node: DictConfig, key: str, path: str) -> Any:
+    """``node[key]`` as plain data, interpolations resolved; None where they lean on dataset
+    facts not known yet. An interpolation naming a key the recipe lacks is an error."""
+    try:
+        value = node[key]
+        return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+    except InterpolationKeyError as err:
+        raw = OmegaConf.to_container(node, resolve=False)[key]
+        raise RecipeError(
+            f"{path}={raw} refers to a key the recipe does not have ({str(err.msg).splitlines()[0]}); "
+            "correct the interpolation or give a value."
+        ) from None
+    except InterpolationResolutionError:
+        return None
+
+
+def _check_interpolations(node: DictConfig | ListConfig, where: str = "") -> None:
+    """Resolve every interpolation once, so that one naming a missing key fails at load."""
+    keys = range(len(node)) if isinstance(node, ListConfig) else list(node.keys())
+    for key in keys:
+        path = f"{where}[{key}]" if isinstance(key, int) else (f"{where}.{key}" if where else str(key))
+        if OmegaConf.is_missing(node, key):
+            continue  # reported as a missing required key
+        if OmegaConf.is_interpolation(node, key):
+            _value(node, key, path)
+        elif isinstance(node[key], (DictConfig, ListConfig)):
+            _check_interpolations(node[key], path)
+
+
+def _check_options(node: DictConfig, schema: type, where: str, defaults: DictConfig | None = None) -> None:
+    """Raise for the first field of ``node`` whose value its option does not allow (range,
+    choices, check), recursing into sections; ``defaults`` supplies fields ``node`` lacks."""
+    try:
+        hints = typing.get_type_hints(schema)
+    except Exception:  # a plug-in's Config with annotations Python cannot evaluate: no sections
+        hints = {}
+    for f in dataclasses.fields(schema):
+        path = f"{where}.{f.name}" if where else f.name
+        if dataclasses.is_dataclass(hints.get(f.name)):
+            _check_options(node[f.name], hints[f.name], path)
+            continue
+        if not {"bounds", "choices", "check"} & set(f.metadata):
+            continue
+        source = node if f.name in node or defaults is None else defaults
+        error = option_error(path, _value(source, f.name, path), f.metadata)
+        if error:
+            raise RecipeError(error)
 
 
 def validate(cfg: DictConfig) -> DictConfig:
-    """Check the recipe against the schema and every component against its Config."""
+    """Check the recipe against the schema and every component against its Config: keys,
+    types, ranges and choices, interpolations. Every component entry comes back with its full
+    Config (defaults filled in), so a saved recipe does not depend on this version's defaults."""
     registry.load_builtins()
-    registry.import_user_modules(list(cfg.get("imports", [])))
+    _import_user_modules(cfg.get("imports"))
     top = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "updates"])
     merged = _structured_merge(RecipeSchema, top, "")
     for name, update in (cfg.get("updates") or {}).items():
         merged.updates[name] = _structured_merge(UpdateConfig, update, f"updates.{name}")
         for slot_name, opt in (update.get("optimize") or {}).items():
             _structured_merge(OptimizerConfig, opt, f"updates.{name}.optimize.{slot_name}")
+    _check_interpolations(merged)
     missing = sorted(OmegaConf.missing_keys(merged))
     if missing:
         raise RecipeError(f"Recipe is missing required key(s): {', '.join(missing)}.")
+    _check_schema_options(merged)
+    full = {}
     for slot_name, entry in merged.components.items():
-        component_config(slot_name, entry, instantiate=False)
+        cls, fields = component_config(slot_name, entry, instantiate=False)
+        _check_options(entry, cls.Config, f"components.{slot_name}", defaults=fields)
+        head = {key: entry[key] for key in ("name", "kind") if key in entry}
+        full[slot_name] = {**head, **OmegaConf.to_container(fields, resolve=False)}
+    merged.components = full
     slots = set(merged.components)
     for name, update in merged.updates.items():
         for field_name in ("terms", "update_targets"):
@@ -421,6 +545,14 @@ def validate(cfg: DictConfig) -> DictConfig:
             if ref not in slots:
                 raise RecipeError(f"updates.{name}.optimize names {ref!r}, which is not a slot under components.{_close(ref, sorted(slots))}")
     return merged
+
+
+def _check_schema_options(merged: DictConfig) -> None:
+    _check_options(merged, RecipeSchema, "")
+    for name, update in merged.updates.items():
+        _check_options(update, UpdateConfig, f"updates.{name}")
+        for slot_name, opt in update.optimize.items():
+            _check_options(opt, OptimizerConfig, f"updates.{name}.optimize.{slot_name}")
 
 
 def to_yaml(cfg: DictConfig, resolve: bool = True) -> str:

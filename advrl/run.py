@@ -63,7 +63,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     run_dir = Path(run_dir)
     if not (run_dir / RECIPE_FILE).is_file():
         raise CheckpointError(f"{run_dir} is not an advrl run directory (no {RECIPE_FILE}).")
-    recipe = load_recipe(run_dir / RECIPE_FILE)
+    recipe = load_recipe(run_dir / RECIPE_FILE, check_flow=False)  # its data flow was checked on its own data
     latest = load_latest((run_dir / CHECKPOINT).parent)  # previous.pt, with a warning, when last.pt is damaged
     if latest is None:
         raise CheckpointError(f"No checkpoint in {(run_dir / CHECKPOINT).parent}: the run saved none yet (nothing to load).")

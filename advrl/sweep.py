@@ -1,6 +1,6 @@
 """A grid of runs of one recipe, one process per core, resumable: ``advrl sweep``.
 
-    advrl sweep recipes/td3bc.yaml components.constraint.alpha=1,2.5,5 seed=0,1,2 --out runs/alpha
+    advrl sweep recipes/td3bc.yaml components.actor_loss.alpha=1,2.5,5 seed=0,1,2 --out runs/alpha
 
 An override whose value lists several values at the top level (``key=a,b``; commas inside
 brackets or quotes do not count) is swept; the grid is the product of the swept keys, and every
@@ -121,13 +121,16 @@ class SweepRun:
 def plan(recipe: str | Path, overrides: list[str], out: str | Path) -> list[SweepRun]:
     """The sweep's runs, each recipe validated first (a typo fails before anything starts);
     ``out`` keeps a manifest so that the same folder is never reused for other settings."""
-    from advrl.recipe import load_recipe, recipe_path
+    from advrl.recipe import RecipeError, load_recipe, recipe_path
 
     recipe, out = recipe_path(recipe).resolve(), Path(out)  # advrl:NAME.yaml -> the packaged file
     points = expand_grid(list(overrides))
     swept_keys = [o.partition("=")[0] for o in overrides if len(split_values(o.partition("=")[2])) > 1]
-    for point in points:
-        load_recipe(recipe, point)
+    for point in points:  # every point, data flow included, before any folder is made
+        try:
+            load_recipe(recipe, point)
+        except RecipeError as err:
+            raise RecipeError(f"sweep point {folder_name(point, swept_keys)}: {err}") from None
     manifest = {"recipe": str(recipe), "overrides": list(overrides)}
     saved = out / MANIFEST
     if saved.exists() and OmegaConf.to_container(OmegaConf.load(saved)) != manifest:

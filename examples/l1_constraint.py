@@ -22,7 +22,7 @@ class BCL1(Component):
 
     @dataclass
     class Config:
-        weight: float = option(1.0, "weight of the term; larger -> closer to the data")
+        weight: float = option(1.0, "weight of the term; larger -> closer to the data", ge=0)
 
     reads = ("action", "policy_action")  # batch keys used: the dataset action, the actor's output
     losses = ("loss_bc_l1",)  # minimised by the update that lists this term

@@ -27,11 +27,13 @@ read like the papers' even though v5 is not D4RL's mujoco-py v2. Every built dat
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
 import shlex
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -143,30 +145,13 @@ def missing_policies(dataset_id: str, root=None) -> list[str]:
     return [level for level in KINDS[kind] if level not in have]
 
 
-def build(
-    dataset_id: str,
-    size: int | None = None,
-    seed: int = 0,
-    proportions: dict[str, float] | None = None,
-    policies_root=None,
-    run_dir: str | os.PathLike | None = None,
-    log=None,
-    retrain: bool = False,
-) -> str:
-    """Build ``dataset_id`` into the local Minari store; returns its path.
-
-    ``proportions`` (level -> share of transitions, summing to 1) overrides the equal shares
-    of a mixture kind; ``run_dir`` overrides the online run medium-replay reads (default: the
-    run recorded with the medium policy); ``retrain`` trains that run again first when it is
-    not on this machine (:func:`advrl.data.policies.retrain_run`, into ``run_dir`` or
-    ``runs/sources/<env>-medium``); ``log`` (a callable taking a message) hears progress.
-    """
+def _check_request(dataset_id: str, size, seed, proportions, policies_root, run_dir, retrain) -> tuple:
+    """(env, kind, size, levels, shares) of a build request, or the error that stops it before
+    anything is written; run again under the build's lock, where the dataset may exist by now."""
     from advrl.data import policies
-    from advrl.data.collect import collect_episodes, dataset_path, renumber, stream_rng, write_minari_dataset
-    from advrl.data.mix import split_counts
+    from advrl.data.collect import dataset_path
 
     env, kind = parse(dataset_id)
-    env_id, ref_min, ref_max = ENVS[env]
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DatasetError(f"The seed must be a non-negative integer, got {seed!r}.")
     if size is not None and (not isinstance(size, (int, np.integer)) or size < 1):
@@ -189,6 +174,80 @@ def build(
     for level in levels:
         if not policies.has(env, level, policies_root):
             raise policies.missing_policy_error(env, level, policies_root)
+    return env, kind, size, levels, shares
+
+
+@contextlib.contextmanager
+def make_lock(dataset_id: str) -> Iterator[None]:
+    """Hold the lock of building ``dataset_id`` or fail at once: two processes building one id
+    would both write it. ``flock`` is released when its holder ends, even by SIGKILL, so a
+    crashed build leaves no stale lock. (A build on first use also waits on its own lock.)"""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no cross-process lock
+        yield
+        return
+    from advrl.data.dataset import datasets_root
+
+    root = datasets_root()
+    os.makedirs(root, exist_ok=True)
+    path = os.path.join(root, ".advrl-make-" + dataset_id.replace("/", "--") + ".lock")
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise DatasetError(
+                f"Dataset {dataset_id!r} is being built by another process (pid {holder}; lock {path}). "
+                "Wait for that build to finish and use it, or stop that process and build again."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+
+
+def build(
+    dataset_id: str,
+    size: int | None = None,
+    seed: int = 0,
+    proportions: dict[str, float] | None = None,
+    policies_root=None,
+    run_dir: str | os.PathLike | None = None,
+    log=None,
+    retrain: bool = False,
+) -> str:
+    """Build ``dataset_id`` into the local Minari store; returns its path.
+
+    ``proportions`` (level -> share of transitions, summing to 1) overrides the equal shares
+    of a mixture kind; ``run_dir`` overrides the online run medium-replay reads (default: the
+    run recorded with the medium policy); ``retrain`` trains that run again first when it is
+    not on this machine (:func:`advrl.data.policies.retrain_run`, into ``run_dir`` or
+    ``runs/sources/<env>-medium``); ``log`` (a callable taking a message) hears progress.
+    """
+    _check_request(dataset_id, size, seed, proportions, policies_root, run_dir, retrain)  # a bad request leaves no lock file
+    with make_lock(dataset_id):  # a second build of one id fails at once, naming the first
+        return _build(dataset_id, size, seed, proportions, policies_root, run_dir, log, retrain)
+
+
+def _build(
+    dataset_id: str,
+    size: int | None = None,
+    seed: int = 0,
+    proportions: dict[str, float] | None = None,
+    policies_root=None,
+    run_dir: str | os.PathLike | None = None,
+    log=None,
+    retrain: bool = False,
+) -> str:
+    from advrl.data import policies
+    from advrl.data.collect import collect_episodes, renumber, stream_rng, write_minari_dataset
+    from advrl.data.mix import split_counts
+
+    env, kind, size, levels, shares = _check_request(dataset_id, size, seed, proportions, policies_root, run_dir, retrain)
+    env_id, ref_min, ref_max = ENVS[env]
     started = time.perf_counter()
     log = log or (lambda message: None)
 

@@ -189,6 +189,6 @@ def resume_finetune(run_dir, progress: bool = True) -> RunResult:
         raise RecipeError(f"{run_dir} is not an advrl fine-tuning run (no offline_run or {RECIPE_FILE}).")
     offline_dir = Path((run_dir / "offline_run").read_text().strip())
     offline_recipe = load_recipe(offline_dir / RECIPE_FILE)
-    recipe = load_recipe(run_dir / RECIPE_FILE)
+    recipe = load_recipe(run_dir / RECIPE_FILE, check_flow=False)  # reads the replay buffer's selector keys
     with run_lock(run_dir):
         return FinetuneTrainer(recipe, run_dir, offline_dir, offline_recipe, resume=True, progress=progress).fit()

@@ -295,7 +295,7 @@ def train(recipe, overrides=(), run_dir: str | Path | None = None, progress: boo
     """Train a recipe (a path or a loaded DictConfig) and return the run's result."""
     if not isinstance(recipe, DictConfig):
         recipe = load_recipe(recipe, overrides)
-    elif overrides:
+    else:  # a recipe built in Python is checked too, and saved with every default filled in
         recipe = validate(apply_overrides(recipe, list(overrides)))
     recipe = recipe.copy()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(recipe)

@@ -378,7 +378,7 @@ def test_adaptive_gate_or_and_none():
     close(out_none["bc_gate"], torch.ones(7))
     close(out_none["loss_bc"], _expected_bc(PICK_TIES_TO_BEHAVIOR, [1] * 7, 0.5))
     close(out_none["loss_bc"], 0.5 * 4.125 / 7)
-    with pytest.raises(ValueError, match="gate must be one of"):
+    with pytest.raises(ValueError, match="gate=xor is not allowed: must be one of or, and, none"):
         make("constraint", "a2pr_adaptive", SPEC1, gate="xor")
 
 

@@ -120,7 +120,7 @@ def test_describe_examples():
     assert "writes (batch): coefficient" in coef
     cql = describe(registry.get("constraint", "cql_penalty")).splitlines()
     assert "  critic: str = 'critic' -> critic slot" in cql
-    assert "  n_actions: int = 10" in cql
+    assert "  n_actions: int = 10  (>= 1)" in cql  # an option's allowed values follow its default
     assert "reads (batch):  observation, action, next.observation" in cql
     assert "writes (batch): cql_diff" in cql and "losses:         loss_cql" in cql
     sched = describe(registry.get("schedule", "linear")).splitlines()

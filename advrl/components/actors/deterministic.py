@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from advrl.component import Component, option
-from advrl.nn import TargetCopy, mlp
+from advrl.nn import ACTIVATIONS, TargetCopy, mlp
 from advrl.registry import register
 
 
@@ -17,8 +17,8 @@ class DeterministicActor(Component):
 
     @dataclass
     class Config:
-        hidden_sizes: list[int] = option([256, 256], "widths of the hidden layers")
-        activation: str = option("relu", "hidden activation: relu, tanh, elu, gelu, silu")
+        hidden_sizes: list[int] = option([256, 256], "widths of the hidden layers", ge=1)
+        activation: str = option("relu", "hidden activation: relu, tanh, elu, gelu, silu", choices=ACTIVATIONS)
         target: bool = option(True, "keep a Polyak-averaged target copy (TD3 target policy)")
 
     reads = ("observation",)

@@ -9,7 +9,7 @@ from torch import nn
 from torch.distributions import Normal
 
 from advrl.component import Component, option
-from advrl.nn import mlp
+from advrl.nn import ACTIVATIONS, mlp
 from advrl.registry import register
 
 
@@ -23,8 +23,8 @@ class GaussianActor(Component):
 
     @dataclass
     class Config:
-        hidden_sizes: list[int] = option([256, 256], "widths of the hidden layers")
-        activation: str = option("relu", "hidden activation")
+        hidden_sizes: list[int] = option([256, 256], "widths of the hidden layers", ge=1)
+        activation: str = option("relu", "hidden activation", choices=ACTIVATIONS)
         log_std_min: float = option(-20.0, "lower clamp of log std")
         log_std_max: float = option(2.0, "upper clamp of log std")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from advrl.component import Component, option, slot
-from advrl.nn import TargetCopy, mlp
+from advrl.nn import ACTIVATIONS, TargetCopy, mlp
 from advrl.registry import register
 
 
@@ -24,11 +24,11 @@ class LatentActor(Component):
     @dataclass
     class Config:
         behavior: str = slot("behavior", "behavior", "conditional behaviour model decoding the latent", needs=("decode", "condition"))
-        hidden_sizes: list[int] = option([256, 256], "widths of the hidden layers (A2PO: 2 x 256)")
-        activation: str = option("relu", "hidden activation")
-        condition_dim: int = option(1, "size of the condition xi")
+        hidden_sizes: list[int] = option([256, 256], "widths of the hidden layers (A2PO: 2 x 256)", ge=1)
+        activation: str = option("relu", "hidden activation", choices=ACTIVATIONS)
+        condition_dim: int = option(1, "size of the condition xi", ge=1)
         act_condition: float = option(1.0, "xi used when acting and for the Q term (A2PO: 1)")
-        max_latent: float = option(1.0, "bound of the latent (A2PO: max_action * tanh, i.e. 1)")
+        max_latent: float = option(1.0, "bound of the latent (A2PO: max_action * tanh, i.e. 1)", gt=0)
         target: bool = option(True, "keep a Polyak-averaged target copy")
 
     reads = ("observation",)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from advrl.component import Component, option
-from advrl.nn import mlp
+from advrl.nn import ACTIVATIONS, mlp
 from advrl.registry import register
 
 
@@ -24,13 +24,13 @@ class TanhGaussianActor(Component):
 
     @dataclass
     class Config:
-        hidden_sizes: list[int] = option([256, 256, 256], "widths of the hidden layers")
-        activation: str = option("relu", "hidden activation")
+        hidden_sizes: list[int] = option([256, 256, 256], "widths of the hidden layers", ge=1)
+        activation: str = option("relu", "hidden activation", choices=ACTIVATIONS)
         log_std_multiplier: float = option(1.0, "initial trainable multiplier of the raw log std")
         log_std_offset: float = option(-1.0, "initial trainable offset of the log std")
         log_std_min: float = option(-20.0, "lower clamp of log std")
         log_std_max: float = option(2.0, "upper clamp of log std")
-        last_layer_gain: float = option(1e-2, "xavier gain of the output layer")
+        last_layer_gain: float = option(1e-2, "xavier gain of the output layer", ge=0)
 
     reads = ("observation",)
     writes = ("policy_action", "policy_log_prob")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from advrl.component import Component, option, slot
+from advrl.components.critics.q_ensemble import REDUCTIONS
 from advrl.registry import register
 
 
@@ -24,7 +25,7 @@ class QMinusV(Component):
     @dataclass
     class Config:
         critic: str = slot("critic", "critic", "critic providing Q(s, a)")
-        q: str = option("min", "ensemble reduction: min, mean or q1")
+        q: str = option("min", "ensemble reduction: min, mean or q1", choices=REDUCTIONS)
         use_target_critic: bool = option(True, "target network (IQL) or online network (A2PR)")
         q_key: str | None = option(None, "batch key holding Q(s, a) already; null: evaluate the critic")
 

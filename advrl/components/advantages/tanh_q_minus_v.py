@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from advrl.component import Component, option, slot
+from advrl.components.critics.q_ensemble import REDUCTIONS
 from advrl.registry import register
 
 
@@ -29,9 +30,9 @@ class TanhQMinusV(Component):
     class Config:
         critic: str = slot("critic", "critic", "critic providing Q(s, a)")
         value: str = slot("value", "value", "value net providing V(s)")
-        q: str = option("q1", "ensemble reduction: q1 (official code), min (paper) or mean")
+        q: str = option("q1", "ensemble reduction: q1 (official code), min (paper) or mean", choices=REDUCTIONS)
         discrete: bool = option(False, "map to {-1, 0, 1} instead of tanh")
-        epsilon: float = option(0.0, "dead zone of the discrete condition, on tanh(Q - V) (official --epsilon)")
+        epsilon: float = option(0.0, "dead zone of the discrete condition, on tanh(Q - V) (official --epsilon)", ge=0)
         out_key: str = option("xi", "batch key written")
 
     reads = ("observation", "action")

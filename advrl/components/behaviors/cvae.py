@@ -25,17 +25,17 @@ class CVAE(Component):
 
     @dataclass
     class Config:
-        hidden_sizes: list[int] = option([750, 750], "widths of encoder and decoder hidden layers")
-        latent_dim: int | None = option(None, "latent size; null: 2 * action_dim")
+        hidden_sizes: list[int] = option([750, 750], "widths of encoder and decoder hidden layers", ge=1)
+        latent_dim: int | None = option(None, "latent size; null: 2 * action_dim", ge=1)
         condition_key: str = option("xi", "batch key of the condition (shape [B] or [B, condition_dim])")
-        condition_dim: int = option(1, "size of the condition vector")
+        condition_dim: int = option(1, "size of the condition vector", ge=1)
         default_condition: float = option(1.0, "condition used when a caller gives none")
         log_std_min: float = option(-4.0, "lower clamp of the encoder log sigma")
         log_std_max: float = option(15.0, "upper clamp of the encoder log sigma")
-        kl_weight: float = option(1.0, "weight of the KL term (A2PO: 1.0)")
-        recon_weight: float = option(1.0, "weight of the reconstruction term")
+        kl_weight: float = option(1.0, "weight of the KL term (A2PO: 1.0)", ge=0)
+        recon_weight: float = option(1.0, "weight of the reconstruction term", ge=0)
         weight_key: str | None = option(None, "batch key of a per-sample weight on the reconstruction; null: 1")
-        prior_clip: float = option(0.5, "clip of prior samples in decode() without z")
+        prior_clip: float = option(0.5, "clip of prior samples in decode() without z", gt=0)
 
     reads = ("observation", "action", "{condition_key}", "{weight_key}")
     losses = ("loss_behavior",)

@@ -30,14 +30,14 @@ class VAE(Component):
 
     @dataclass
     class Config:
-        hidden_sizes: list[int] = option([750, 750], "widths of encoder and decoder hidden layers")
-        latent_dim: int | None = option(None, "latent size; null: 2 * action_dim")
+        hidden_sizes: list[int] = option([750, 750], "widths of encoder and decoder hidden layers", ge=1)
+        latent_dim: int | None = option(None, "latent size; null: 2 * action_dim", ge=1)
         log_std_min: float = option(-4.0, "lower clamp of the encoder log sigma")
         log_std_max: float = option(15.0, "upper clamp of the encoder log sigma")
-        kl_weight: float = option(0.5, "weight of the KL term (A2PR: 0.5)")
-        recon_weight: float = option(1.0, "weight of the reconstruction term (A2PR's vae_weight)")
+        kl_weight: float = option(0.5, "weight of the KL term (A2PR: 0.5)", ge=0)
+        recon_weight: float = option(1.0, "weight of the reconstruction term (A2PR's vae_weight)", ge=0)
         weight_key: str | None = option(None, "batch key of a per-sample weight on the reconstruction; null: 1")
-        prior_clip: float = option(0.5, "clip of prior samples in decode() (BCQ: 0.5)")
+        prior_clip: float = option(0.5, "clip of prior samples in decode() (BCQ: 0.5)", gt=0)
 
     reads = ("observation", "action", "{weight_key}")
     losses = ("loss_behavior",)

@@ -19,7 +19,7 @@ class ConstantCoefficient(Component):
 
     @dataclass
     class Config:
-        value: float = option(1.0, "the coefficient")
+        value: float = option(1.0, "the coefficient", ge=0)
         out_key: str = option("coefficient", "batch key written")
 
     reads = ("observation",)

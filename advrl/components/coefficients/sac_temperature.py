@@ -23,7 +23,7 @@ class SACTemperature(Component):
     class Config:
         init_log_alpha: float = option(0.0, "initial log alpha")
         target_entropy: float | None = option(None, "entropy target; null: -action_dim")
-        multiplier: float = option(1.0, "constant factor on alpha (CORL alpha_multiplier)")
+        multiplier: float = option(1.0, "constant factor on alpha (CORL alpha_multiplier)", ge=0)
 
     reads = ("policy_log_prob",)
     writes = ("entropy_coef",)

@@ -41,14 +41,14 @@ class StateAdaptiveCoefficient(Component):
 
     @dataclass
     class Config:
-        init: float = option(0.4, "initial beta (TD3+BC: 1/alpha = 0.4; CQL: cql alpha, 10)")
-        max_factor: float = option(1.5, "beta lies in (0, max_factor * init)")
-        hidden_sizes: list[int] = option([512, 512, 512], "widths of the hidden layers")
-        form: str = option("auto", "beta loss form: auto (by the actor), deterministic or stochastic")
+        init: float = option(0.4, "initial beta (TD3+BC: 1/alpha = 0.4; CQL: cql alpha, 10)", gt=0)
+        max_factor: float = option(1.5, "beta lies in (0, max_factor * init)", gt=0)
+        hidden_sizes: list[int] = option([512, 512, 512], "widths of the hidden layers", ge=1)
+        form: str = option("auto", "beta loss form: auto (by the actor), deterministic or stochastic", choices=FORMS)
         actor: str = slot("actor", "actor", "the regularised policy")
         threshold: str | None = slot("schedule", "threshold", "schedule of n; null: constant n", needs=("value", "observe"))
-        n: float = option(1.0, "n when no threshold schedule is given")
-        sigma: float = option(0.1, "deterministic form: exploration std delta (SSAR: 0.1)")
+        n: float = option(1.0, "n when no threshold schedule is given", ge=0)
+        sigma: float = option(0.1, "deterministic form: exploration std delta (SSAR: 0.1)", ge=0)
         floor_n: float = option(10.0, "stochastic form: log pi is floored at C_floor_n (SSAR: 10)")
         select_key: str | None = option(None, "batch key of a 0/1 mask restricting beta learning; null: all")
         out_key: str = option("coefficient", "batch key written with beta(s)")
@@ -60,8 +60,6 @@ class StateAdaptiveCoefficient(Component):
 
     def __init__(self, config: Config, spec):
         super().__init__(config, spec)
-        if config.form not in FORMS:
-            raise ValueError(f"form must be one of {', '.join(FORMS)}, got {config.form!r}.")
         self.net = mlp(spec.obs_dim, config.hidden_sizes, 1)
         for layer in self.net:
             if isinstance(layer, nn.Linear):

@@ -37,9 +37,9 @@ class A2PRAdaptive(Component):
             "advantage", "advantage", "advantage estimator evaluating A(s, a~); null only with behavior: null", needs=("estimate",)
         )
         behavior: str | None = slot("behavior", "behavior", "behaviour model reconstructing pi(s); null: none", needs=("reconstruct",))
-        weight: float = option(0.5, "BC weight (A2PR's `mask`, per-dataset in the paper's settings)")
+        weight: float = option(0.5, "BC weight (A2PR's `mask`, per-dataset in the paper's settings)", ge=0)
         ties_to_behavior: bool = option(True, "A(s, a~) == A(s, a) picks a~ (official) instead of a")
-        gate: str = option("or", "or (official): BC where either action beats V(s); and; none: always")
+        gate: str = option("or", "or (official): BC where either action beats V(s); and; none: always", choices=GATES)
         detach_target: bool = option(False, "stop the gradient through the target (official: false)")
 
     reads = ("observation", "action", "policy_action", "state_value", "advantage")
@@ -50,8 +50,6 @@ class A2PRAdaptive(Component):
         super().__init__(config, spec)
         if config.behavior is not None and config.advantage is None:
             raise ValueError("advantage must name an advantage slot to evaluate A(s, a~) while behavior is set.")
-        if config.gate not in GATES:
-            raise ValueError(f"gate must be one of {', '.join(GATES)}, got {config.gate!r}.")
 
     def compute(self, td, step):
         cfg = self.config

@@ -17,7 +17,7 @@ class AdvantageAwareBC(Component):
     @dataclass
     class Config:
         actor: str = slot("actor", "actor", "conditioned actor", needs=("conditioned_action",))
-        weight: float = option(1.0, "BC weight (A2PO's bc_weight)")
+        weight: float = option(1.0, "BC weight (A2PO's bc_weight)", ge=0)
         condition_key: str = option("xi", "batch key of each sample's condition")
 
     reads = ("observation", "action", "{condition_key}")

@@ -21,8 +21,8 @@ class AWR(Component):
     @dataclass
     class Config:
         actor: str = slot("actor", "actor", "policy whose log-likelihood is weighted", needs=("log_prob",))
-        beta: float = option(3.0, "inverse temperature of the advantage weights (IQL MuJoCo: 3.0)")
-        max_weight: float = option(100.0, "clamp of exp(beta * A) (IQL: 100)")
+        beta: float = option(3.0, "inverse temperature of the advantage weights (IQL MuJoCo: 3.0)", ge=0)
+        max_weight: float = option(100.0, "clamp of exp(beta * A) (IQL: 100)", gt=0)
 
     reads = ("observation", "action", "advantage")
     writes = ("awr_weight",)

@@ -19,7 +19,7 @@ class BCMSE(Component):
 
     @dataclass
     class Config:
-        weight: float = option(1.0, "global weight of the term")
+        weight: float = option(1.0, "global weight of the term", ge=0)
         coefficient_key: str | None = option(None, "batch key of a per-sample coefficient; null: 1")
         mask_key: str | None = option(None, "batch key of a per-sample 0/1 mask; null: every sample")
 

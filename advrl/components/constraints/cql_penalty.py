@@ -26,9 +26,9 @@ class CQLPenalty(Component):
     class Config:
         actor: str = slot("actor", "actor", "stochastic actor proposing actions", needs=("sample",))
         critic: str = slot("critic", "critic", "the Q ensemble being penalised")
-        alpha: float = option(10.0, "weight of the penalty (CORL MuJoCo: 10)")
-        n_actions: int = option(10, "sampled actions per source and state")
-        temperature: float = option(1.0, "temperature T of the logsumexp")
+        alpha: float = option(10.0, "weight of the penalty (CORL MuJoCo: 10)", ge=0)
+        n_actions: int = option(10, "sampled actions per source and state", ge=1)
+        temperature: float = option(1.0, "temperature T of the logsumexp", gt=0)
         importance_sample: bool = option(True, "subtract the log-density of each proposal (CQL(H) IS form)")
         diff_min: float = option(float("-inf"), "lower clip of the per-sample penalty")
         diff_max: float = option(float("inf"), "upper clip of the per-sample penalty")

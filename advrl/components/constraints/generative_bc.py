@@ -23,16 +23,11 @@ class GenerativeBC(Component):
     @dataclass
     class Config:
         behavior: str = slot("behavior", "behavior", "behaviour model providing the target", needs=("decode", "reconstruct"))
-        weight: float = option(1.0, "weight of the term")
-        mode: str = option("sample", "sample (prior draw) or reconstruct (VAE(s, pi(s)))")
+        weight: float = option(1.0, "weight of the term", ge=0)
+        mode: str = option("sample", "sample (prior draw) or reconstruct (VAE(s, pi(s)))", choices=MODES)
 
     reads = ("observation", "policy_action")
     losses = ("loss_bc",)
-
-    def __init__(self, config: Config, spec):
-        super().__init__(config, spec)
-        if config.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {config.mode!r}.")
 
     def compute(self, td, step):
         behavior, obs, policy_action = self.ref("behavior"), td["observation"], td["policy_action"]

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from advrl.component import Component, option
-from advrl.nn import EnsembleLinear, TargetCopy, ensemble_mlp
+from advrl.nn import ACTIVATIONS, EnsembleLinear, TargetCopy, ensemble_mlp
 from advrl.registry import register
 
 REDUCTIONS = ("min", "mean", "q1")
@@ -26,19 +26,17 @@ class QEnsemble(Component):
 
     @dataclass
     class Config:
-        num_q: int = option(2, "number of ensemble members")
-        hidden_sizes: list[int] = option([256, 256], "widths of the hidden layers")
-        activation: str = option("relu", "hidden activation")
+        num_q: int = option(2, "number of ensemble members", ge=1)
+        hidden_sizes: list[int] = option([256, 256], "widths of the hidden layers", ge=1)
+        activation: str = option("relu", "hidden activation", choices=ACTIVATIONS)
         layer_norm: bool = option(False, "LayerNorm after each hidden linear layer (SSAR, ReBRAC)")
-        init: str = option("default", "'default' (nn.Linear) or 'orthogonal' (CORL CQL: gain sqrt 2, last 1e-2)")
+        init: str = option("default", "'default' (nn.Linear) or 'orthogonal' (CORL CQL: gain sqrt 2, last 1e-2)", choices=("default", "orthogonal"))
         target: bool = option(True, "keep a Polyak-averaged target copy")
 
     reads = ("observation", "action")
 
     def __init__(self, config: Config, spec):
         super().__init__(config, spec)
-        if config.num_q < 1:
-            raise ValueError(f"critic q_ensemble: num_q must be >= 1, got {config.num_q}.")
         self.net = ensemble_mlp(
             spec.obs_dim + spec.action_dim, config.hidden_sizes, 1, config.num_q, config.activation, config.layer_norm
         )
@@ -49,8 +47,6 @@ class QEnsemble(Component):
                 for member in range(config.num_q):  # orthogonal per member, on the [out, in] view
                     nn.init.orthogonal_(layer.weight.data[member].T, gain=gain)
                 nn.init.zeros_(layer.bias)
-        elif config.init != "default":
-            raise ValueError(f"critic q_ensemble: init must be 'default' or 'orthogonal', got {config.init!r}.")
         self.target_net = TargetCopy(self.net) if config.target else None
 
     def _run(self, net: nn.Module, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from advrl.component import Component, option, slot
+from advrl.components.critics.q_ensemble import REDUCTIONS
 from advrl.registry import register
 
 
@@ -17,7 +18,7 @@ class SACActorLoss(Component):
     @dataclass
     class Config:
         critic: str = slot("critic", "critic", "critic evaluating the sampled actions")
-        q: str = option("min", "ensemble reduction: min (CQL/SAC), mean or q1")
+        q: str = option("min", "ensemble reduction: min (CQL/SAC), mean or q1", choices=REDUCTIONS)
 
     reads = ("observation", "policy_action", "policy_log_prob", "entropy_coef")
     losses = ("loss_actor",)

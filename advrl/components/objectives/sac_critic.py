@@ -24,7 +24,7 @@ class SACCriticLoss(Component):
         actor: str = slot("actor", "actor", "stochastic actor sampling next actions", needs=("sample",))
         critic: str = slot("critic", "critic", "the Q ensemble to train")
         temperature: str | None = slot("coefficient", None, "entropy temperature for the soft backup; null: none", needs=("value",))
-        gamma: float = option(0.99, "discount factor")
+        gamma: float = option(0.99, "discount factor", ge=0, le=1)
 
     reads = ("observation", "action", "reward", "next.observation", "terminated")
     writes = ("td_target",)

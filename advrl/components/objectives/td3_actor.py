@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from advrl.component import Component, option, slot
+from advrl.components.critics.q_ensemble import REDUCTIONS
 from advrl.registry import register
 
 
@@ -20,9 +21,9 @@ class TD3ActorLoss(Component):
     @dataclass
     class Config:
         critic: str = slot("critic", "critic", "critic evaluating the policy action")
-        alpha: float = option(2.5, "numerator of lambda; larger -> less behaviour cloning (TD3+BC: 2.5)")
+        alpha: float = option(2.5, "numerator of lambda; larger -> less behaviour cloning (TD3+BC: 2.5)", ge=0)
         normalize_q: bool = option(True, "divide by the detached batch mean |Q| (TD3+BC); false for TD3")
-        q: str = option("q1", "which ensemble value to ascend: q1 (TD3), min or mean")
+        q: str = option("q1", "which ensemble value to ascend: q1 (TD3), min or mean", choices=REDUCTIONS)
 
     reads = ("observation", "policy_action")
     losses = ("loss_actor",)

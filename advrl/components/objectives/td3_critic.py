@@ -30,9 +30,9 @@ class TD3CriticLoss(Component):
     class Config:
         actor: str = slot("actor", "actor", "actor whose target network proposes next actions", needs=("target_act",))
         critic: str = slot("critic", "critic", "the Q ensemble to train")
-        gamma: float = option(0.99, "discount factor")
-        policy_noise: float = option(0.2, "std of target-policy smoothing noise, in units of max_action")
-        noise_clip: float = option(0.5, "clip of the smoothing noise, in units of max_action")
+        gamma: float = option(0.99, "discount factor", ge=0, le=1)
+        policy_noise: float = option(0.2, "std of target-policy smoothing noise, in units of max_action", ge=0)
+        noise_clip: float = option(0.5, "clip of the smoothing noise, in units of max_action", ge=0)
         clip_target: bool = option(False, "clamp y to [target_min, target_max] (A2PO's --clip; off as there)")
         target_min: float | None = option(None, "lower clamp of y; null: min dataset reward / (1 - gamma)")
         target_max: float | None = option(None, "upper clamp of y; null: max dataset reward / (1 - gamma)")

@@ -23,17 +23,12 @@ class ValueBackupCriticLoss(Component):
     class Config:
         critic: str = slot("critic", "critic", "the Q ensemble to train")
         value: str = slot("value", "value", "state-value net providing V(s')")
-        gamma: float = option(0.99, "discount factor")
-        ensemble_reduction: str = option("sum", "sum or mean of the members' MSEs (CORL's IQL: mean)")
+        gamma: float = option(0.99, "discount factor", ge=0, le=1)
+        ensemble_reduction: str = option("sum", "sum or mean of the members' MSEs (CORL's IQL: mean)", choices=("sum", "mean"))
 
     reads = ("observation", "action", "reward", "next.observation", "terminated")
     writes = ("td_target",)
     losses = ("loss_critic",)
-
-    def __init__(self, config: Config, spec):
-        super().__init__(config, spec)
-        if config.ensemble_reduction not in ("sum", "mean"):
-            raise ValueError(f"ensemble_reduction must be 'sum' or 'mean', got {config.ensemble_reduction!r}.")
 
     def compute(self, td, step):
         with torch.no_grad():

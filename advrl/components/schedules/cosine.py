@@ -17,7 +17,7 @@ class CosineSchedule(Component):
     class Config:
         start: float = option(1.0, "value at step 0")
         end: float = option(0.0, "value at step >= steps")
-        steps: int = option(1, "length of the annealing, in gradient steps (e.g. ${train.steps})")
+        steps: int = option(1, "length of the annealing, in gradient steps (e.g. ${train.steps})", ge=1)
 
     def value(self, step: int) -> float:
         cfg = self.config

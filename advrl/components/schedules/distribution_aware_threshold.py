@@ -24,8 +24,8 @@ class DistributionAwareThreshold(Component):
     class Config:
         start: float = option(1.0, "n_start")
         end: float = option(3.0, "n_end")
-        period: int = option(50_000, "T_inc: steps between checks")
-        increments: int = option(10, "number of equal steps from start to end (SSAR code: 10)")
+        period: int = option(50_000, "T_inc: steps between checks", ge=1)
+        increments: int = option(10, "number of equal steps from start to end (SSAR code: 10)", ge=1)
 
     def __init__(self, config: Config, spec):
         super().__init__(config, spec)

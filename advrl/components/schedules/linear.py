@@ -16,8 +16,8 @@ class LinearSchedule(Component):
     class Config:
         start: float = option(1.0, "value at step <= begin")
         end: float = option(0.0, "value at step >= begin + steps")
-        steps: int = option(1, "length of the ramp, in gradient steps")
-        begin: int = option(0, "step at which the ramp starts")
+        steps: int = option(1, "length of the ramp, in gradient steps", ge=1)
+        begin: int = option(0, "step at which the ramp starts", ge=0)
 
     def value(self, step: int) -> float:
         cfg = self.config

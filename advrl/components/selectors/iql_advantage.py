@@ -58,9 +58,9 @@ class IQLAdvantage(Component):
 
     @dataclass
     class Config:
-        expectile: float = option(0.7, "IQL expectile tau (SSAR: 0.7, hopper-me 0.5)")
-        pretrain_steps: int = option(1_000_000, "IQL gradient steps before the run (scale it with the run)")
-        batch_size: int = option(256, "IQL batch size")
+        expectile: float = option(0.7, "IQL expectile tau (SSAR: 0.7, hopper-me 0.5)", gt=0, lt=1)
+        pretrain_steps: int = option(1_000_000, "IQL gradient steps before the run (scale it with the run)", ge=1)
+        batch_size: int = option(256, "IQL batch size", ge=1)
         out_key: str = option("trust", "batch key of the 0/1 mask")
 
     reads = ("index",)

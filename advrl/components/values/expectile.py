@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import torch
 
 from advrl.component import option, slot
+from advrl.components.critics.q_ensemble import REDUCTIONS
 from advrl.components.values._network import StateValueNet
+from advrl.nn import ACTIVATIONS
 from advrl.registry import register
 
 
@@ -30,20 +32,15 @@ class ExpectileValue(StateValueNet):
     @dataclass
     class Config:
         critic: str = slot("critic", "critic", "critic whose values V tracks")
-        expectile: float = option(0.7, "tau; 0.5 = mean, -> 1 = max over in-data actions (IQL MuJoCo: 0.7)")
-        hidden_sizes: list[int] = option([256, 256], "widths of the hidden layers")
-        activation: str = option("relu", "hidden activation")
-        q: str = option("min", "ensemble reduction of the critic: min, mean or q1")
+        expectile: float = option(0.7, "tau; 0.5 = mean, -> 1 = max over in-data actions (IQL MuJoCo: 0.7)", gt=0, lt=1)
+        hidden_sizes: list[int] = option([256, 256], "widths of the hidden layers", ge=1)
+        activation: str = option("relu", "hidden activation", choices=ACTIVATIONS)
+        q: str = option("min", "ensemble reduction of the critic: min, mean or q1", choices=REDUCTIONS)
         use_target_critic: bool = option(True, "use the critic's target network (IQL) or the online one")
 
     reads = ("observation", "action")
     writes = ("state_value", "value_target")
     losses = ("loss_value",)
-
-    def __init__(self, config: Config, spec):
-        if not 0.0 < config.expectile < 1.0:
-            raise ValueError(f"value expectile: expectile must lie in (0, 1), got {config.expectile}.")
-        super().__init__(config, spec)
 
     def compute(self, td, step):
         cfg = self.config

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from advrl.component import option
 from advrl.components.values._network import StateValueNet
+from advrl.nn import ACTIVATIONS
 from advrl.registry import register
 
 
@@ -18,8 +19,8 @@ class TDValue(StateValueNet):
 
     @dataclass
     class Config:
-        hidden_sizes: list[int] = option([256, 256, 256], "widths of the hidden layers (A2PO: 3 x 256)")
-        activation: str = option("relu", "hidden activation")
+        hidden_sizes: list[int] = option([256, 256, 256], "widths of the hidden layers (A2PO: 3 x 256)", ge=1)
+        activation: str = option("relu", "hidden activation", choices=ACTIVATIONS)
 
     reads = ("observation", "td_target")
     writes = ("state_value",)

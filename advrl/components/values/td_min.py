@@ -8,6 +8,7 @@ import torch
 
 from advrl.component import option, slot
 from advrl.components.values._network import StateValueNet
+from advrl.nn import ACTIVATIONS
 from advrl.registry import register
 
 
@@ -25,9 +26,9 @@ class TDMinValue(StateValueNet):
     @dataclass
     class Config:
         critic: str = slot("critic", "critic", "online critic for the second TD target")
-        gamma: float = option(0.99, "discount factor (use the critic term's)")
-        hidden_sizes: list[int] = option([256, 256, 256, 256], "widths of the hidden layers (A2PR: 4 x 256)")
-        activation: str = option("relu", "hidden activation")
+        gamma: float = option(0.99, "discount factor (use the critic term's)", ge=0, le=1)
+        hidden_sizes: list[int] = option([256, 256, 256, 256], "widths of the hidden layers (A2PR: 4 x 256)", ge=1)
+        activation: str = option("relu", "hidden activation", choices=ACTIVATIONS)
 
     reads = ("observation", "reward", "next.observation", "terminated", "td_target", "next_action")
     writes = ("state_value",)
