@@ -41,7 +41,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from advrl.recipe import RecipeError
+from advrl.errors import RecipeError
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,7 @@ from omegaconf.errors import (
 from advrl import registry
 from advrl.component import config_errors, option, option_error
 from advrl.device import device_error
-
-
-class RecipeError(ValueError):
-    """A recipe that cannot be loaded or does not validate; the message names the path."""
+from advrl.errors import RecipeError  # noqa: F401 - advrl.recipe.RecipeError is public API
 
 
 # ---- the shared schema ---------------------------------------------------------------------
