@@ -526,7 +526,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     for slot_name, entry in merged.components.items():
         cls, fields = component_config(slot_name, entry, instantiate=False)
         _check_options(entry, cls.Config, f"components.{slot_name}", defaults=fields)
-        head = {key: entry[key] for key in ("name", "kind") if key in entry}
+        head = {key: OmegaConf.to_container(entry, resolve=False)[key] for key in SLOT_KEYS if key in entry}
         full[slot_name] = {**head, **OmegaConf.to_container(fields, resolve=False)}
     merged.components = full
     slots = set(merged.components)

@@ -56,12 +56,16 @@ def test_overrides_apply_last_and_swap_drops_old_fields():
 
 def test_a_swap_keeps_the_slots_kind_and_batch_keys():
     ssar = RECIPES / "ssar_cql" / "hopper-medium-replay.yaml"
-    recipe = load_recipe(ssar, ["components.selector.name=all", "components.threshold.name=constant"])
+    recipe = load_recipe(ssar, ["components.selector.name=all"])
     # 'all' declares out_key: it keeps writing the 'trust' that the coefficient and penalty read
     assert recipe.components.selector == {"name": "all", "out_key": "trust"}
     # the slot 'threshold' is no kind: its kind comes along, n_start/n_end do not
     # (entries come back with every default of the new component filled in)
-    assert recipe.components.threshold == {"name": "constant", "kind": "schedule", "value": 1.0}
+    swapped = load_recipe(ssar, ["components.threshold.name=constant"], check_flow=False)
+    assert swapped.components.threshold == {"name": "constant", "kind": "schedule", "value": 1.0}
+    # ... but beta's threshold is told of each check, which a constant schedule cannot take
+    with pytest.raises(RecipeError, match="needs its threshold .schedule 'constant'. to provide observe"):
+        load_recipe(ssar, ["components.threshold.name=constant"])
     # keys the new component does not declare are not carried (awr has no mask_key); awr's
     # input 'advantage' is missing, which the data-flow check would report, so it is skipped here
     swapped = load_recipe(ssar, ["components.conservative.name=awr"], check_flow=False).components.conservative

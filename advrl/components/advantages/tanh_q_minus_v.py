@@ -32,7 +32,7 @@ class TanhQMinusV(Component):
         value: str = slot("value", "value", "value net providing V(s)")
         q: str = option("q1", "ensemble reduction: q1 (official code), min (paper) or mean", choices=REDUCTIONS)
         discrete: bool = option(False, "map to {-1, 0, 1} instead of tanh")
-        epsilon: float = option(0.0, "dead zone of the discrete condition, on tanh(Q - V) (official --epsilon)", ge=0)
+        epsilon: float = option(0.0, "dead zone of the discrete condition, on tanh(Q - V) (official --epsilon)")
         out_key: str = option("xi", "batch key written")
 
     reads = ("observation", "action")
