@@ -53,7 +53,7 @@ def test_seeds_are_grouped_by_recipe_and_summarised(tmp_path):
     assert (s["last3_score_mean"], s["last3_score_std"]) == (40.0, 10.0)
     assert s["steps_per_s_median"] == 20.0  # speeds 10 x4, 20 x4, 30 x2
     lines = text.splitlines()
-    assert lines[2] == "| td3bc | 2 of 3 | 50.0 ± 10.0 | 40.0 ± 10.0 | 20.0 | — |"
+    assert lines[2] == "| td3bc | 2 of 3 | last 3 mean | 40.0 [30.0, 50.0] | 40.0 [30.0, 50.0] | 50.0 ± 10.0 | 40.0 ± 10.0 | 20.0 | — |"
     assert "dataset: advrl/hopper/medium-v0" in text and "warning" not in text
 
 
@@ -66,11 +66,11 @@ def test_an_online_phase_continues_the_curve_and_is_not_a_run_of_its_own(tmp_pat
     assert record.finished and record.offline_final == 20.0 and record.online_start == 10
     (summary,), text = compare.compare([str(tmp_path)])
     # final 50; last three (20 + 30 + 50) / 3 = 33.3; offline phase ended at 20
-    assert text.splitlines()[2] == "| a2pr | 1 | 50.0 ± 0.0 | 33.3 ± 0.0 | 1: 20.0 ± 0.0 | 10.0 | — |"
+    assert text.splitlines()[2] == "| a2pr | 1 | last 3 mean | 33.3 [33.3, 33.3] | 33.3 [33.3, 33.3] | 50.0 ± 0.0 | 33.3 ± 0.0 | 1: 20.0 ± 0.0 | 10.0 | — |"
     # beside it, an offline-only group says so instead of counting 0 offline phases
     make_run(tmp_path / "cql" / "s0", "cql", 0, [40, 60], steps=10)
     _, text = compare.compare([str(tmp_path / "a2pr"), str(tmp_path / "cql")])
-    assert text.splitlines()[3] == "| cql | 1 | 60.0 ± 0.0 | 50.0 ± 0.0 | no online phase | 10.0 | — |"
+    assert text.splitlines()[3] == "| cql | 1 | last 3 mean | 50.0 [50.0, 50.0] | 50.0 [50.0, 50.0] | 60.0 ± 0.0 | 50.0 ± 0.0 | no online phase | 10.0 | — |"
     (run / "finetune" / "metrics.jsonl").write_text(json.dumps({"kind": "eval", "step": 5, "score_mean": 30, "return_mean": 1}) + "\n")
     assert not compare.read_run(run).finished  # online phase at 5 of its 10 steps
 
