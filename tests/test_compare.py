@@ -75,6 +75,13 @@ def test_an_online_phase_continues_the_curve_and_is_not_a_run_of_its_own(tmp_pat
     make_run(tmp_path / "cql" / "s0", "cql", 0, [40, 60], steps=10)
     _, text = compare.compare([str(tmp_path / "a2pr"), str(tmp_path / "cql")])
     assert text.splitlines()[3] == "| cql | 1 | last 3 mean | 50.0 [50.0, 50.0] | 50.0 [50.0, 50.0] | 60.0 ± 0.0 | 50.0 ± 0.0 | no online phase | 10.0 | — |"
+    # the fine-tuned policy's final evaluation scores the run; the offline phase's one does not
+    with open(run / "metrics.jsonl", "a") as handle:
+        handle.write(json.dumps({"kind": "final_eval", "step": 10, "episodes": 100, "score_mean": 99.0, "return_mean": 1}) + "\n")
+    assert compare.read_run(run).score() == (pytest.approx(33.33, abs=0.01), "last 3 mean")
+    with open(run / "finetune" / "metrics.jsonl", "a") as handle:
+        handle.write(json.dumps({"kind": "final_eval", "step": 10, "episodes": 50, "score_mean": 44.0, "return_mean": 1}) + "\n")
+    assert compare.read_run(run).score() == (44.0, "final eval (50 ep.)")
     (run / "finetune" / "metrics.jsonl").write_text(json.dumps({"kind": "eval", "step": 5, "score_mean": 30, "return_mean": 1}) + "\n")
     assert not compare.read_run(run).finished  # online phase at 5 of its 10 steps
 

@@ -98,6 +98,9 @@ def _checkpoint(run_dir: Path) -> dict:
 def test_ssar_td3bc_finetune_freezes_and_anneals_beta(ssar_finetuned, monkeypatch, tmp_path):
     offline = ssar_finetuned.offline
     assert ssar_finetuned.result.steps == 40 and ssar_finetuned.result.final_score is not None
+    # the fine-tuned policy gets its own end-of-training evaluation (advrl compare scores the run by it)
+    assert ssar_finetuned.result.final_evaluation["episodes"] == 2
+    assert '"final_eval"' in (offline / "finetune" / "metrics.jsonl").read_text()
     before, after = _checkpoint(offline)["components"], _checkpoint(offline / "finetune")
     for name, value in before["coefficient"].items():
         assert torch.equal(value, after["components"]["coefficient"][name]), "beta must stay frozen online"
