@@ -28,6 +28,8 @@ def print_result(result) -> int:
     summary = {"run_dir": str(result.run_dir), "steps": result.steps, "final_return": result.final_return}
     if result.final_score is not None:
         summary["final_normalized_score"] = result.final_score
+    if result.final_evaluation and "score_mean" in result.final_evaluation:  # eval.final_episodes episodes
+        summary["final_eval_normalized_score"] = result.final_evaluation["score_mean"]
     print(json.dumps(summary))
     return 0
 

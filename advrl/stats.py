@@ -7,6 +7,8 @@ over all runs; percentile bootstrap intervals; P(X > Y) from the Mann-Whitney U 
 averaged over datasets), written out here in numpy: rliable itself needs arch, statsmodels,
 scipy, pandas and seaborn, none of which advrl uses otherwise, and it wants a full
 runs x datasets matrix, while a group here may hold a different number of runs per dataset.
+On a 5-run x 3-dataset example the point estimates equal rliable 1.2.0's and the intervals agree
+to Monte Carlo error (checked once by hand, rliable installed apart; it needs pandas < 3).
 
 Scores come as *strata*: one 1-D array of run scores per dataset. Bootstrap resamples draw runs
 with replacement within each dataset, so every resample keeps each dataset's number of runs

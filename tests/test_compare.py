@@ -174,7 +174,7 @@ def test_paths_without_runs_are_clear_errors(tmp_path, capsys):
 def test_compare_reads_a_real_run(tmp_path, minari_root, tiny_overrides, capsys):
     run_dir = tmp_path / "run"
     assert main(["train", str(RECIPES / "bc.yaml"), *tiny_overrides, "--run-dir", str(run_dir), "--no-progress"]) == 0
-    capsys.readouterr()
+    assert "final_eval_normalized_score" in json.loads(capsys.readouterr().out.splitlines()[-1])
     png, summary = tmp_path / "curves.png", tmp_path / "summary.json"
     assert main(["compare", f"bc={run_dir}", "--plot", str(png), "--json", str(summary)]) == 0
     table = capsys.readouterr().out
