@@ -182,7 +182,7 @@ def test_compare_reads_a_real_run(tmp_path, minari_root, tiny_overrides, capsys)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     (final_eval,) = [r for r in records if r["kind"] == "final_eval"]
     last_eval = [r for r in records if r["kind"] == "eval"][-1]
-    assert final_eval["step"] == 20 and final_eval["episodes"] == 2 and final_eval["last_n"] == 1
+    assert final_eval["step"] == 20 and final_eval["episodes"] == 2 and final_eval["last_n"] == 1 and final_eval["seconds"] >= 0
     assert final_eval["last_n_score_mean"] == pytest.approx(last_eval["score_mean"]) and "score_mean" in final_eval
     # resuming a finished run neither trains nor evaluates it again
     assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
