@@ -102,6 +102,11 @@ def test_report_tables_final_scores_speed_and_preparation_cost(tmp_path):
     summary = json.loads((tmp_path / "results" / "mini" / "summary.json").read_text())
     assert summary["selective"]["preparation_seconds_mean"] == 35.0
     assert (tmp_path / "results" / "mini" / "curves.png").stat().st_size > 1000
+    assert summary["plain"]["score_iqm_ci"] == [14.0, pytest.approx(17.33, abs=0.01)]  # the range of two runs
+    assert summary["selective"]["probability_of_improvement"]["plain"]["p"] == 1.0
+    # P(row > column): selective's runs (20.7, 24.0) beat plain's (14.0, 17.3), lose to tuned's 26.0
+    assert "| selective | 1.00 [1.00, 1.00] | — | 0.00 [0.00, 0.00] |" in table
+    assert (tmp_path / "results" / "mini" / "profile.png").stat().st_size > 1000
 
 
 def test_finished_runs_are_archived_and_outlive_their_run_folders(tmp_path):
