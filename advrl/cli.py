@@ -29,6 +29,8 @@ def print_result(result) -> int:
     summary = {"run_dir": str(result.run_dir), "steps": result.steps, "final_return": result.final_return}
     if result.final_score is not None:
         summary["final_normalized_score"] = result.final_score
+    if result.final_evaluation and "score_mean" in result.final_evaluation:  # eval.final_episodes episodes
+        summary["final_eval_normalized_score"] = result.final_evaluation["score_mean"]
     print(json.dumps(summary))
     return 0
 
@@ -84,11 +86,14 @@ def cmd_eval(args) -> int:
 def cmd_compare(args) -> int:
     from advrl import compare
 
-    summaries, text = compare.compare(args.runs, last=args.last)
+    summaries, text = compare.compare(args.runs, last=args.last, reps=args.reps)
     print(text)
     if args.plot:
         compare.plot_curves(summaries, args.plot, args.title)
         print(f"\nlearning curves written to {args.plot}")
+    if args.profile:
+        compare.plot_profile(summaries, args.profile, args.title)
+        print(f"\nperformance profiles written to {args.profile}")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({s.label: {**s.as_dict(), "run_dirs": [str(r.path) for r in s.runs]} for s in summaries}, handle, indent=2)
@@ -394,10 +399,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmp = sub.add_parser("compare", help="table and learning curves of runs, their seeds grouped",
                          description="Group runs (by recipe name, and dataset when they span several; or by the "
-                                     "LABEL you give a PATH), then print final scores, the mean of the last "
-                                     "evaluations and speed per group.")
+                                     "LABEL you give a PATH), then print per group the IQM and mean of the run "
+                                     "scores with stratified bootstrap 95 % CIs, P(X > Y) between groups, the "
+                                     "last evaluations and speed (Agarwal et al. 2021).")
     cmp.add_argument("runs", nargs="+", metavar="[LABEL=]PATH", help="a run folder, or a folder above run folders")
-    cmp.add_argument("--last", type=int, default=3, help="average each run's last N evaluations too (default 3)")
+    cmp.add_argument("--last", type=int, default=None,
+                     help="a run without a final evaluation scores the mean of its last N evaluations "
+                          "(default: its recipe's eval.last_n, 3)")
+    cmp.add_argument("--reps", type=int, default=2000, help="bootstrap resamples for the confidence intervals (default 2000)")
+    cmp.add_argument("--profile", metavar="PNG", help="write performance profiles (fraction of runs above a score, with CI bands) here")
     cmp.add_argument("--plot", metavar="PNG", help="write the learning curves (mean +- std over seeds) here")
     cmp.add_argument("--json", metavar="FILE", help="write the summaries as JSON here")
     cmp.add_argument("--title", default="advrl compare", help="the plot's title")

@@ -2,6 +2,13 @@
 
     advrl compare runs/td3bc runs/a2pr                 # group by recipe name (and dataset)
     advrl compare plain=runs/td3bc tuned=runs/tuned --plot curves.png --json summary.json
+    advrl compare runs/ --profile profile.png --reps 5000
+
+Each run is summarised by one score: its ``final_eval`` record (``eval.final_episodes`` episodes
+after the last step) when it has one, else the mean of its last N evaluations (``--last``, else
+the recipe's ``eval.last_n``). Per group: the interquartile mean and the mean of those scores
+with stratified bootstrap 95 % confidence intervals, and the probability that a run of one
+group scores above a run of another (``advrl.stats``, after Agarwal et al. 2021).
 
 A run folder is one with ``recipe.yaml`` and ``metrics.jsonl``; its offline-to-online phase, if
 any, is its ``finetune/`` subfolder, whose evaluations continue the x axis after the offline
@@ -11,15 +18,20 @@ ones. The benchmark harness reports its suites with the same functions.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+
+from advrl import stats
 
 # The last evaluation alone swings widely on mixed datasets (TD3+BC on random-medium-expert
 # Hopper: 98 -> 17 within 20k steps), so the table also gives each seed's mean over its last
 # few evaluations: a steadier summary of where a run ended.
 LAST_EVALS = 3
+BOOTSTRAP_SEED = 0  # one fixed seed: the same runs give the same intervals every time
 
 # recipe keys that do not change what is learned: runs that differ only in these are seeds
 # of one configuration
@@ -61,6 +73,7 @@ class RunRecord:
     speeds: list[float] = field(default_factory=list)
     preparation_seconds: float | None = None
     dataset: dict | None = None  # the run's `kind: dataset` record (id, size, fingerprint)
+    final_eval: dict | None = None  # the run's `kind: final_eval` record (of its last phase)
 
     @property
     def name(self) -> str:
@@ -76,8 +89,22 @@ class RunRecord:
     def seed(self):
         return self.recipe.get("seed") if self.recipe else None
 
-    def last_mean(self, last: int = LAST_EVALS) -> float | None:
+    @property
+    def last_n(self) -> int:
+        """The recipe's ``eval.last_n`` (runs from before it: LAST_EVALS)."""
+        value = ((self.recipe or {}).get("eval") or {}).get("last_n")
+        return int(value) if isinstance(value, int) and value > 0 else LAST_EVALS
+
+    def last_mean(self, last: int | None = None) -> float | None:
+        last = last or self.last_n
         return float(np.mean([score for _, score in self.curve[-last:]])) if self.curve else None
+
+    def score(self, last: int | None = None) -> tuple[float | None, str]:
+        """The run's score for statistics and where it comes from: its final evaluation when it
+        has one, else the mean of its last evaluations."""
+        if self.final_eval is not None:
+            return _score(self.final_eval, self.has_scores), f"final eval ({self.final_eval.get('episodes', '?')} ep.)"
+        return self.last_mean(last), f"last {last or self.last_n} mean"
 
 
 def _recipe(folder: Path) -> dict | None:
@@ -119,7 +146,9 @@ def read_run(path: str | Path, *, online_phase: bool | None = None, offline_done
         online_phase = online_metrics.exists()
     evals = read_records(metrics, "eval")
     online_evals = read_records(online_metrics, "eval") if online_phase else []
-    has_scores = all("score_mean" in r for r in evals + online_evals)
+    # the run ends with its last phase: an offline final evaluation does not stand for a fine-tuned run
+    final_evals = read_records(online_metrics if online_phase else metrics, "final_eval")
+    has_scores = all("score_mean" in r for r in evals + online_evals + final_evals)
     if offline_done is None:
         online_run = (path / "offline_run").exists() or str((recipe or {}).get("dataset", {}).get("id", "")).startswith("online:")
         offline_done = (path / "OFFLINE_DONE").exists() or _reached_budget(path, recipe, online_run)
@@ -151,6 +180,7 @@ def read_run(path: str | Path, *, online_phase: bool | None = None, offline_done
         speeds=[r["steps_per_s"] for r in read_records(metrics, "train") if "steps_per_s" in r],
         preparation_seconds=sum(r.get("pretrain_seconds", r["seconds"]) for r in preparation) if preparation else None,
         dataset=dataset[0] if dataset else None,
+        final_eval=final_evals[-1] if final_evals else None,
     )
 
 
@@ -220,30 +250,76 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
 
 @dataclass
 class Summary:
+    """One group's runs and their statistics. ``last`` overrides the runs' ``eval.last_n``;
+    ``improvement`` (P(this group > other), with CI, by other label) is filled by
+    :func:`compare_groups`, which needs every group."""
+
     label: str
     runs: list[RunRecord]
-    last: int = LAST_EVALS
+    last: int | None = None
+    reps: int = stats.DEFAULT_REPS
+    seed: int = BOOTSTRAP_SEED
+    improvement: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+
+    @property
+    def n_last(self) -> int:
+        if self.last:
+            return self.last
+        values = {r.last_n for r in self.runs}
+        return values.pop() if len(values) == 1 else LAST_EVALS
 
     @property
     def finished(self) -> list[RunRecord]:
-        return [r for r in self.runs if r.finished and r.curve]
+        return [r for r in self.runs if r.finished and (r.curve or r.final_eval)]
+
+    def strata(self) -> dict[str, list[float]]:
+        """The finished runs' scores (:meth:`RunRecord.score`) by dataset: the bootstrap's strata."""
+        by_dataset: dict[str, list[float]] = {}
+        for run in self.finished:
+            score, _ = run.score(self.n_last)
+            if score is not None:
+                by_dataset.setdefault(run.dataset_id, []).append(score)
+        return by_dataset
+
+    def score_source(self) -> str:
+        """Which score the statistics use: 'final eval (100 ep.)', or how many runs use which."""
+        sources = Counter(run.score(self.n_last)[1] for run in self.finished)
+        if len(sources) == 1:
+            return next(iter(sources))
+        return ", ".join(f"{source}: {count}" for source, count in sources.items()) or "—"
+
+    @cached_property
+    def estimates(self) -> dict[str, tuple[float, float, float]]:
+        """IQM and mean of the run scores with their bootstrap CIs; {} without finished runs."""
+        strata = list(self.strata().values())
+        if not strata:
+            return {}
+        return {name: stats.interval_estimate(strata, statistic, self.reps, self.seed)
+                for name, statistic in (("iqm", stats.iqm), ("mean", stats.mean))}
 
     def as_dict(self) -> dict:
-        finals = [r.curve[-1][1] for r in self.finished]
-        settled = [r.last_mean(self.last) for r in self.finished]
+        finals = [r.curve[-1][1] for r in self.finished if r.curve]
+        settled = [r.last_mean(self.n_last) for r in self.finished if r.curve]
         offline = [r.offline_final for r in self.runs if r.offline_final is not None]
         speeds = [s for r in self.runs for s in r.speeds]
         prepared = [r.preparation_seconds for r in self.runs if r.preparation_seconds is not None]
         final_mean, final_std = _mean_std(finals)
         settled_mean, settled_std = _mean_std(settled)
         offline_mean, offline_std = _mean_std(offline)
+        estimates = self.estimates
         return {
             "runs": len(self.runs),
-            "finished_seeds": len(finals),
+            "finished_seeds": len(self.finished),
+            "score_source": self.score_source(),
+            "scores": self.strata(),
+            **{f"score_{name}": estimates[name][0] if estimates else None for name in ("iqm", "mean")},
+            **{f"score_{name}_ci": list(estimates[name][1:]) if estimates else None for name in ("iqm", "mean")},
+            "probability_of_improvement": {other: {"p": p, "ci": [low, high]} for other, (p, low, high) in self.improvement.items()},
+            "bootstrap": {"reps": self.reps, "seed": self.seed, "confidence": stats.CONFIDENCE},
             "final_score_mean": final_mean,
             "final_score_std": final_std,
-            f"last{self.last}_score_mean": settled_mean,
-            f"last{self.last}_score_std": settled_std,
+            f"last{self.n_last}_score_mean": settled_mean,
+            f"last{self.n_last}_score_std": settled_std,
             "offline_seeds": len(offline),
             "offline_score_mean": offline_mean,
             "offline_score_std": offline_std,
@@ -252,34 +328,91 @@ class Summary:
         }
 
 
+def compare_groups(summaries: list[Summary]) -> None:
+    """P(X > Y) for every pair of groups, on the datasets both have runs on (a pair without one
+    gets none); P(Y > X) = 1 - P(X > Y), since ties count one half, and so is its interval."""
+    for i, first in enumerate(summaries):
+        for second in summaries[i + 1:]:
+            a, b = first.strata(), second.strata()
+            common = [d for d in a if d in b]
+            if not common:
+                continue
+            p, low, high = stats.probability_of_improvement([a[d] for d in common], [b[d] for d in common], first.reps, first.seed)
+            first.improvement[second.label] = (p, low, high)
+            second.improvement[first.label] = (1 - p, 1 - high, 1 - low)
+
+
 def format_mean_std(mean, std) -> str:
     return "—" if mean is None else f"{mean:.1f} ± {std:.1f}"
 
 
+def format_interval(estimate, digits: int = 1) -> str:
+    """'64.0 [45.1, 81.6]' from (point, low, high); '—' for none."""
+    if not estimate:
+        return "—"
+    point, low, high = estimate
+    return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
 def markdown_table(summaries: list[Summary], online: bool | None = None) -> str:
-    """One row per group: seeds finished, final score, mean of the last evaluations, the offline
-    phase's final score (when any run has an online phase, or ``online``), steps/s and
-    pre-training cost."""
-    last = summaries[0].last if summaries else LAST_EVALS
+    """One row per group: seeds finished, which score per run the statistics use, its IQM and
+    mean with 95 % CIs, the last evaluation and the mean of the last evaluations (mean ± std over
+    seeds), the offline phase's final score (when any run has an online phase, or ``online``),
+    steps/s and pre-training cost."""
+    last = summaries[0].n_last if summaries else LAST_EVALS
     runs = [r for s in summaries for r in s.runs]
     metric = "normalised score" if all(r.has_scores for r in runs) else "return"
     online = any(r.online_phase for r in runs) if online is None else online
     offline_head = "| offline phase: seeds, final score " if online else ""
     lines = [
-        f"| run | seeds done | final {metric} | mean of the last {last} evaluations {offline_head}"
-        "| gradient steps/s (median) | pre-training s (mean) |",
-        "| --- | --- | --- | --- |" + (" --- |" if online else "") + " --- | --- |",
+        f"| run | seeds done | {metric} per run | IQM [95 % CI] | mean [95 % CI] | last evaluation "
+        f"| mean of the last {last} evaluations {offline_head}| gradient steps/s (median) | pre-training s (mean) |",
+        "| --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if online else "") + " --- | --- |",
     ]
     for summary in summaries:
         s = summary.as_dict()
         done = str(s["finished_seeds"]) if s["finished_seeds"] == s["runs"] else f"{s['finished_seeds']} of {s['runs']}"
-        score = format_mean_std(s["final_score_mean"], s["final_score_std"])
-        score += " | " + format_mean_std(s[f"last{last}_score_mean"], s[f"last{last}_score_std"])
-        offline = f"| {_offline_phase(summary, s)} " if online else ""
-        speed = f"{s['steps_per_s_median']:.1f}" if s["steps_per_s_median"] else "—"
-        prep = f"{s['preparation_seconds_mean']:.0f}" if s["preparation_seconds_mean"] is not None else "—"
-        lines.append(f"| {summary.label} | {done} | {score} {offline}| {speed} | {prep} |")
+        cells = [summary.label, done, s["score_source"], format_interval(summary.estimates.get("iqm")),
+                 format_interval(summary.estimates.get("mean")), format_mean_std(s["final_score_mean"], s["final_score_std"]),
+                 format_mean_std(s[f"last{summary.n_last}_score_mean"], s[f"last{summary.n_last}_score_std"])]
+        if online:
+            cells.append(_offline_phase(summary, s))
+        cells.append(f"{s['steps_per_s_median']:.1f}" if s["steps_per_s_median"] else "—")
+        cells.append(f"{s['preparation_seconds_mean']:.0f}" if s["preparation_seconds_mean"] is not None else "—")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def improvement_table(summaries: list[Summary]) -> str:
+    """P(row > column) with its 95 % CI; '' when fewer than two groups have scores."""
+    scored = [s for s in summaries if s.estimates]
+    if len(scored) < 2:
+        return ""
+    lines = ["| P(row > column) | " + " | ".join(s.label for s in scored) + " |", "| --- |" + " --- |" * len(scored)]
+    for row in scored:
+        cells = ["—" if column is row else format_interval(row.improvement.get(column.label), 2) for column in scored]
+        lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def statistics_note(summaries: list[Summary]) -> str:
+    reps, seed = (summaries[0].reps, summaries[0].seed) if summaries else (stats.DEFAULT_REPS, BOOTSTRAP_SEED)
+    return (f"Score per run: its final evaluation when it has one, else the mean of its last evaluations. "
+            f"IQM: mean of the middle 50 % of the run scores (all of them below 4 runs). 95 % CIs: "
+            f"percentile bootstrap over runs, stratified by dataset, {reps} resamples, seed {seed}; "
+            f"P(X > Y): chance that a run of X scores above a run of Y on the same dataset "
+            f"(Agarwal et al. 2021, Deep RL at the Edge of the Statistical Precipice).")
+
+
+def report_text(summaries: list[Summary], online: bool | None = None) -> str:
+    """The score table, the pairwise P(X > Y) table, and how they were computed."""
+    compare_groups(summaries)
+    parts = [markdown_table(summaries, online)]
+    improvement = improvement_table(summaries)
+    if improvement:
+        parts.append("Probability of improvement, P(row > column) [95 % CI]:\n\n" + improvement)
+    parts.append(statistics_note(summaries))
+    return "\n\n".join(parts)
 
 
 def _offline_phase(summary: Summary, s: dict) -> str:
@@ -358,11 +491,46 @@ def plot_curves(summaries: list[Summary], path: str | Path, title: str) -> None:
     figure.savefig(path, dpi=120)
 
 
-def compare(arguments: list[str], last: int = LAST_EVALS) -> tuple[list[Summary], str]:
-    """Summaries of the grouped runs and the report text: the table, then any warnings."""
+def plot_profile(summaries: list[Summary], path: str | Path, title: str) -> None:
+    """Performance profiles: the fraction of each group's runs whose score is above tau, for tau
+    across the range of all scores, with stratified bootstrap 95 % bands (Agarwal et al. 2021)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    scored = [(s, list(s.strata().values())) for s in summaries]
+    scored = [(s, strata) for s, strata in scored if strata]
+    if not scored:
+        raise CompareError("no finished run has a score: nothing to profile.")
+    everything = np.concatenate([np.concatenate(strata) for _, strata in scored])
+    taus = np.linspace(min(0.0, everything.min()), everything.max() * 1.02 + 1e-9, 201)
+    figure = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(figure)
+    axis = figure.add_subplot(1, 1, 1)
+    for summary, strata in scored:
+        fraction, low, high = stats.performance_profile(strata, taus, summary.reps, summary.seed)
+        line, = axis.step(taus, fraction, where="post", label=f"{summary.label} ({sum(len(x) for x in strata)} runs)")
+        axis.fill_between(taus, low, high, step="post", alpha=0.2, color=line.get_color())
+    runs = [r for s, _ in scored for r in s.runs]
+    axis.set_xlabel(f"{'normalised score' if all(r.has_scores for r in runs) else 'return'} threshold tau")
+    axis.set_ylabel("fraction of runs with score > tau")
+    axis.set_ylim(-0.02, 1.02)
+    axis.set_title(title)
+    axis.legend(loc="lower left")  # profiles fall from 1 at low thresholds: that corner stays empty
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def compare(arguments: list[str], last: int | None = None, reps: int = stats.DEFAULT_REPS) -> tuple[list[Summary], str]:
+    """Summaries of the grouped runs and the report text: the tables, then any warnings.
+    ``last`` (default: each run's ``eval.last_n``) and ``reps`` (bootstrap resamples) must be
+    positive."""
+    if last is not None and (isinstance(last, bool) or not isinstance(last, int) or last < 1):
+        raise CompareError(f"--last must be a positive number of evaluations, not {last!r}.")
+    if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
+        raise CompareError(f"--reps must be a positive number of bootstrap resamples, not {reps!r}.")
     groups = group_runs(arguments)
-    summaries = [Summary(label, runs, last) for label, runs in groups.items()]
-    text = markdown_table(summaries)
+    summaries = [Summary(label, runs, last, reps) for label, runs in groups.items()]
+    text = report_text(summaries)
     datasets = sorted({r.dataset_id for runs in groups.values() for r in runs})
     notes = [f"dataset: {datasets[0]}"] if len(datasets) == 1 else []
     for label, runs in groups.items():

@@ -9,8 +9,9 @@ offline-to-online phase after the offline one) and a common budget. ``run`` star
 unfinished run in its own ``advrl train`` process (``--resume`` when it has a checkpoint),
 at most ``--workers`` at a time; it can be stopped at any point (Ctrl-C, SIGKILL, end of a
 session) and started again: finished runs are skipped, interrupted ones resume from their
-last checkpoint. ``report`` writes a Markdown table (final normalised score mean +- std over
-seeds, gradient steps/s), a learning-curve PNG, and a JSON summary, with the same code as
+last checkpoint. ``report`` writes a Markdown table (per label the IQM and mean of the run scores
+with bootstrap 95 % CIs, P(X > Y) between labels, the last evaluations, gradient steps/s), a
+learning-curve PNG, a performance-profile PNG and a JSON summary, with the same code as
 ``advrl compare`` (``advrl/compare.py``) plus the suite's observation-noise table.
 
 Runs live under ``$ADVRL_BENCH_ROOT`` (default ``benchmarks/out``, not committed): their
@@ -319,8 +320,8 @@ def report(suite_path: Path) -> None:
     summaries = [compare.Summary(label, [run for job, run in reported if job.label == label]) for label in labels]
     root = suite["results"]
     root.mkdir(parents=True, exist_ok=True)
+    table = compare.report_text(summaries, online=any(job.finetune is not None for job in jobs))
     (root / "summary.json").write_text(json.dumps({s.label: s.as_dict() for s in summaries}, indent=2))
-    table = compare.markdown_table(summaries, online=any(job.finetune is not None for job in jobs))
     noise = noise_table(suite, jobs)
     if noise:
         table += "\n\nNormalised score of the final policies under Gaussian observation noise:\n\n" + noise
@@ -329,8 +330,12 @@ def report(suite_path: Path) -> None:
         table += "\n\n" + builds
     (root / "table.md").write_text(table + "\n")
     compare.plot_curves(summaries, root / "curves.png", suite["name"])
+    written = [root / "table.md", root / "curves.png", root / "summary.json"]
+    if any(s.estimates for s in summaries):
+        compare.plot_profile(summaries, root / "profile.png", suite["name"])
+        written.append(root / "profile.png")
     print(table)
-    print(f"\nwritten: {root / 'table.md'}, {root / 'curves.png'}, {root / 'summary.json'}")
+    print(f"\nwritten: {', '.join(str(path) for path in written)}")
 
 
 def noise_results(suite: dict, job: Job) -> dict:

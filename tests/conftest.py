@@ -44,6 +44,7 @@ def tiny_overrides() -> list[str]:
         "train.device=cpu",
         "eval.every=20",
         "eval.episodes=1",
+        "eval.final_episodes=2",  # the end-of-training evaluation, kept to two short episodes
     ]
 
 

@@ -645,7 +645,7 @@ def test_medium_replay_on_a_machine_without_the_run_is_retrained_to_the_same_byt
     from advrl.learner.online import train_online
 
     tiny = ["online.env=Hopper-v5", "online.steps=60", "online.learning_starts=20", "online.buffer_size=1000",
-            "online.snapshot_every=30", "eval.every=30", "eval.episodes=1", "train.batch_size=16",
+            "online.snapshot_every=30", "eval.every=30", "eval.episodes=1", "eval.final_episodes=0", "train.batch_size=16",
             "train.checkpoint_every=30", "components.actor.hidden_sizes=[16]", "components.critic.hidden_sizes=[16]"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as behaviour-policy runs are trained

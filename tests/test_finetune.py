@@ -18,7 +18,7 @@ from advrl.recipe import RecipeError, load_recipe
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 SMALL = ["components.selector.pretrain_steps=5", "components.threshold.period=10", "components.coefficient.hidden_sizes=[16]"]
-ONLINE = ["online.steps=40", "online.learning_starts=10", "online.anneal_steps=20", "eval.every=20", "eval.episodes=1",
+ONLINE = ["online.steps=40", "online.learning_starts=10", "online.anneal_steps=20", "eval.every=20", "eval.episodes=1", "eval.final_episodes=2",
           "train.log_every=10", "train.checkpoint_every=20", "train.batch_size=32"]
 
 
@@ -63,7 +63,7 @@ def test_half_buffer_mixes_offline_and_online_rows():
 
 # tests/conftest.py's tiny_overrides, for the module-scoped run below
 TINY = ["dataset.id=advrl/hopper/random-v0", "train.steps=20", "train.batch_size=32", "train.log_every=10",
-        "train.checkpoint_every=10", "train.device=cpu", "eval.every=20", "eval.episodes=1"]
+        "train.checkpoint_every=10", "train.device=cpu", "eval.every=20", "eval.episodes=1", "eval.final_episodes=2"]
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +98,9 @@ def _checkpoint(run_dir: Path) -> dict:
 def test_ssar_td3bc_finetune_freezes_and_anneals_beta(ssar_finetuned, monkeypatch, tmp_path):
     offline = ssar_finetuned.offline
     assert ssar_finetuned.result.steps == 40 and ssar_finetuned.result.final_score is not None
+    # the fine-tuned policy gets its own end-of-training evaluation (advrl compare scores the run by it)
+    assert ssar_finetuned.result.final_evaluation["episodes"] == 2
+    assert '"final_eval"' in (offline / "finetune" / "metrics.jsonl").read_text()
     before, after = _checkpoint(offline)["components"], _checkpoint(offline / "finetune")
     for name, value in before["coefficient"].items():
         assert torch.equal(value, after["components"]["coefficient"][name]), "beta must stay frozen online"

@@ -103,13 +103,18 @@ def test_report_tables_final_scores_speed_and_preparation_cost(tmp_path):
     table = (tmp_path / "results" / "mini" / "table.md").read_text().splitlines()
     assert "offline phase" in table[0]
     # last-3 mean: plain (1, 1, 40) and (1, 1, 50) -> 14 and 17.33; tuned's online phase ends (20, 25, 33)
-    assert table[2] == "| plain | 2 | 45.0 ± 5.0 | 15.7 ± 1.7 | no online phase | 100.5 | — |"
-    assert table[3] == "| selective | 2 | 65.0 ± 5.0 | 22.3 ± 1.7 | no online phase | 100.5 | 35 |"
-    assert table[4] == "| tuned | 1 | 33.0 ± 0.0 | 26.0 ± 0.0 | 1: 20.0 ± 0.0 | 100.0 | — |"
+    assert table[2] == "| plain | 2 | last 3 mean | 15.7 [14.0, 17.3] | 15.7 [14.0, 17.3] | 45.0 ± 5.0 | 15.7 ± 1.7 | no online phase | 100.5 | — |"
+    assert table[3] == "| selective | 2 | last 3 mean | 22.3 [20.7, 24.0] | 22.3 [20.7, 24.0] | 65.0 ± 5.0 | 22.3 ± 1.7 | no online phase | 100.5 | 35 |"
+    assert table[4] == "| tuned | 1 | last 3 mean | 26.0 [26.0, 26.0] | 26.0 [26.0, 26.0] | 33.0 ± 0.0 | 26.0 ± 0.0 | 1: 20.0 ± 0.0 | 100.0 | — |"
     assert not any("build of the dataset" in line for line in table)  # all on one build
     summary = json.loads((tmp_path / "results" / "mini" / "summary.json").read_text())
     assert summary["selective"]["preparation_seconds_mean"] == 35.0
     assert (tmp_path / "results" / "mini" / "curves.png").stat().st_size > 1000
+    assert summary["plain"]["score_iqm_ci"] == [14.0, pytest.approx(17.33, abs=0.01)]  # the range of two runs
+    assert summary["selective"]["probability_of_improvement"]["plain"]["p"] == 1.0
+    # P(row > column): selective's runs (20.7, 24.0) beat plain's (14.0, 17.3), lose to tuned's 26.0
+    assert "| selective | 1.00 [1.00, 1.00] | — | 0.00 [0.00, 0.00] |" in table
+    assert (tmp_path / "results" / "mini" / "profile.png").stat().st_size > 1000
 
 
 def test_finished_runs_are_archived_and_outlive_their_run_folders(tmp_path):
@@ -144,7 +149,7 @@ def test_finished_runs_are_archived_and_outlive_their_run_folders(tmp_path):
     assert tuned.command()[3] == "train"  # the unarchived run starts again
     harness.report(suite_file)
     table = (tmp_path / "results" / "spread" / "table.md").read_text()
-    assert "| plain | 1 | 40.0 ± 0.0 | 40.0 ± 0.0 | no online phase |" in table
+    assert "| plain | 1 | last 3 mean | 40.0 [40.0, 40.0] | 40.0 [40.0, 40.0] | 40.0 ± 0.0 | 40.0 ± 0.0 | no online phase |" in table
     assert "| plain | 40.0 ± 0.0 | 20.0 ± 0.0 |" in table  # noise table read from the archive
 
 

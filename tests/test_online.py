@@ -14,7 +14,7 @@ from advrl.learner.online import OnlineTrainer, env_info, resume_online, train_o
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 TINY = [
     "online.env=Hopper-v5", "online.steps=60", "online.learning_starts=20", "online.buffer_size=1000",
-    "online.snapshot_every=30", "eval.every=30", "eval.episodes=1", "train.batch_size=16",
+    "online.snapshot_every=30", "eval.every=30", "eval.episodes=1", "eval.final_episodes=2", "train.batch_size=16",
     "train.log_every=10", "train.checkpoint_every=30", "components.actor.hidden_sizes=[16]",
     "components.critic.hidden_sizes=[16]",
 ]
