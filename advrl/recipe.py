@@ -72,8 +72,8 @@ class EvalConfig:
     obs_noise: float = option(0.0, "std of Gaussian noise added to raw observations", ge=0)
     env: str | None = None  # Gymnasium id; null: the dataset's eval_env_spec
     policy: str = "actor"  # component slot whose act() is evaluated
-    last_n: int = 3  # a run's settled score: the mean of its last N evaluations (advrl compare)
-    final_episodes: int = 100  # one larger evaluation after the last step (0: none); compare prefers it
+    last_n: int = option(3, "a run's settled score: the mean of its last N evaluations (advrl compare)", ge=1)
+    final_episodes: int = option(100, "episodes of one larger evaluation after the last step (0: none); compare prefers it", ge=0)
 
 
 @dataclass
