@@ -153,7 +153,8 @@ def test_frozen_slots_are_frozen_again_on_resume(ssar_finetuned, monkeypatch, tm
 
     monkeypatch.setenv("ADVRL_CACHE", str(tmp_path))
     offline = ssar_finetuned.offline
-    trainer = FinetuneTrainer(load_recipe(offline / "finetune" / "recipe.yaml"), offline / "finetune", offline,
+    saved = load_recipe(offline / "finetune" / "recipe.yaml", check_flow=False)  # as resume_finetune loads it
+    trainer = FinetuneTrainer(saved, offline / "finetune", offline,
                               load_recipe(offline / "recipe.yaml"), resume=True, progress=False)
     assert trainer.components["coefficient"].learning is False
 

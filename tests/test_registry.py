@@ -70,7 +70,7 @@ def test_make_builds_with_validated_config():
 
 def test_describe_lists_fields_defaults_and_keys():
     card = describe(registry.get("constraint", "bc_mse"))
-    for text in ("weight: float = 1.0", "coefficient_key", "mask_key", "reads:", "action, policy_action", "writes: loss_bc"):
+    for text in ("weight: float = 1.0", "coefficient_key", "mask_key", "reads (batch):", "action, policy_action", "losses:         loss_bc"):
         assert text in card
 
 
