@@ -53,6 +53,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     log_every: int = 1000  # steps between metric logs (the only host syncs of the loop)
     checkpoint_every: int = 10_000
+    threads: int = 0  # CPU threads; 0: advrl's choice (one per core; a sweep's fair share); OMP_NUM_THREADS wins
+    precision: str = "fp32"  # fp32 | bf16 (matrix products in bf16; weights, optimiser, losses, data float32)
 
 
 @dataclass
@@ -340,7 +342,7 @@ def _structured_merge(schema: Any, user: Any, where: str) -> DictConfig:
 
 # keys of a components.<slot> entry that place the slot in the recipe rather than configure
 # its component: kind, registered name, and renames of its declared batch/log keys
-SLOT_KEYS = ("name", "kind", "keys")
+SLOT_KEYS = ("name", "kind", "keys", "precision")  # precision: this slot's compute (e.g. fp32 in a bf16 run)
 
 
 def component_kind(slot_name: str, entry: DictConfig) -> str:
@@ -406,6 +408,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     missing = sorted(OmegaConf.missing_keys(merged))
     if missing:
         raise RecipeError(f"Recipe is missing required key(s): {', '.join(missing)}.")
+    _check_speed_settings(merged)
     for slot_name, entry in merged.components.items():
         component_config(slot_name, entry, instantiate=False)
     slots = set(merged.components)
@@ -421,6 +424,19 @@ def validate(cfg: DictConfig) -> DictConfig:
             if ref not in slots:
                 raise RecipeError(f"updates.{name}.optimize names {ref!r}, which is not a slot under components.{_close(ref, sorted(slots))}")
     return merged
+
+
+def _check_speed_settings(cfg: DictConfig) -> None:
+    """train.threads and the precisions (train.precision, components.<slot>.precision)."""
+    from advrl.device import PRECISIONS  # imports torch: not at module level
+
+    if cfg.train.threads < 0:
+        raise RecipeError(f"train.threads is {cfg.train.threads}; give a number of threads, or 0 for advrl's choice.")
+    where = {"train.precision": cfg.train.precision}
+    where.update({f"components.{s}.precision": e.precision for s, e in cfg.components.items() if isinstance(e, DictConfig) and "precision" in e})
+    for key, value in where.items():
+        if value not in PRECISIONS:
+            raise RecipeError(f"{key} is {value!r}; choose one of {', '.join(PRECISIONS)}.")
 
 
 def to_yaml(cfg: DictConfig, resolve: bool = True) -> str:
