@@ -117,7 +117,7 @@ class UpdateStage:
                  dtypes: dict[str, torch.dtype | None] | None = None):
         """``dtypes``: slot -> the dtype its compute runs in under autocast (None or absent: float32)."""
         self.name = name
-        self.device = torch.device(device)
+        self.device = torch.device(device if device is not None else "cpu")
         # plain Python values: DictConfig attribute access is too slow for the per-step path
         self.every, self.start, self.stop, self.tau = int(cfg.every), int(cfg.start), cfg.stop, float(cfg.tau)
         self.terms = [(slot_name, components[slot_name]) for slot_name in cfg.terms]
