@@ -26,11 +26,29 @@ MARK = "ADVRL_OMP_CHOSEN"
 
 
 def cores() -> int:
-    """The cores this process may run on (its CPU affinity, where the OS has one)."""
+    """The physical cores this process may run on: torch's own default is a thread per physical
+    core, since a second hyperthread on a core slows a compute-bound step rather than helps."""
     try:
-        return len(os.sched_getaffinity(0))
+        allowed = os.sched_getaffinity(0)
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
+    physical = _physical_cores(allowed)
+    return len(physical) if physical else len(allowed)
+
+
+def _physical_cores(allowed: set[int]) -> set[tuple[str, str]]:
+    """(package, core) pairs of the allowed logical CPUs, from /proc/cpuinfo (empty if unknown)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            blocks = handle.read().split("\n\n")
+    except OSError:
+        return set()
+    found = set()
+    for block in blocks:
+        fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in block.splitlines())}
+        if fields.get("processor", "").isdigit() and int(fields["processor"]) in allowed and "core id" in fields:
+            found.add((fields.get("physical id", "0"), fields["core id"]))
+    return found
 
 
 def _chosen(environ) -> dict[str, str]:
