@@ -39,14 +39,19 @@ class HostSyncError(AssertionError):
 
 
 class WatchHost(TorchDispatchMode):
-    """Raise at the first op that reads a value back to the host or outputs a CPU tensor."""
+    """Raise at the first op that reads a value back to the host or (``cpu_ok`` False) outputs
+    a CPU tensor."""
+
+    def __init__(self, cpu_ok: bool = False):
+        super().__init__()
+        self.cpu_ok = cpu_ok
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.__name__.split(".")[0]
         if name in ("_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique2"):
             raise HostSyncError(f"host synchronisation in the step: aten.{name} (.item(), bool(t) or a data-dependent shape)")
         out = func(*args, **(kwargs or {}))
-        cpu = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.device.type == "cpu"]
+        cpu = [] if self.cpu_ok else [t for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.device.type == "cpu"]
         if cpu:
             raise HostSyncError(f"aten.{name} made a tensor on the CPU (shape {list(cpu[0].shape)}) inside the step")
         return out
@@ -84,8 +89,8 @@ def tiny(recipe_name: str, extra: list[str]) -> list[str]:
     return overrides
 
 
-def meta_setup(recipe_name: str, extra: list[str] = (), tmp_path: Path | None = None):
-    """Components prepared on the CPU (pre-training needs data), then moved with the data to meta."""
+def meta_setup(recipe_name: str, extra: list[str] = (), device: torch.device = META):
+    """Components prepared on the CPU (pre-training needs data), then moved with the data to ``device``."""
     recipe = load_recipe(RECIPES / f"{recipe_name}.yaml", tiny(recipe_name, list(extra)), dataset_facts=vars(SPEC))
     info = DatasetInfo("synthetic/meta-v0", SPEC.obs_dim, SPEC.action_dim, SPEC.max_action, SIZE, SIZE // 32, None, None, None)
     normalizer = ObservationNormalizer(torch.zeros(SPEC.obs_dim), torch.ones(SPEC.obs_dim))
@@ -95,17 +100,17 @@ def meta_setup(recipe_name: str, extra: list[str] = (), tmp_path: Path | None = 
     for component in components.values():
         component.prepare(cpu_data, {"seed": 0, "device": torch.device("cpu")})
     for component in components.values():
-        component.to(META)
-    data = OfflineData(transitions().to(META), info, normalizer)
-    updates, reads = build_updates(recipe, components, META)
+        component.to(device)
+    data = OfflineData(transitions().to(device), info, normalizer)
+    updates, reads = build_updates(recipe, components, device)
     data.select(sorted(reads))
     return data, updates
 
 
-def run_steps(data: OfflineData, updates, steps: int = 4) -> set[str]:
+def run_steps(data: OfflineData, updates, steps: int = 4, cpu_ok: bool = False) -> set[str]:
     """Steps 1..steps as the trainer's loop runs them (non-logging); then each update that was
     not due yet once more at its first due step. Returns the names of the updates run."""
-    step_tensor = torch.zeros((), dtype=torch.long, device=META)
+    step_tensor = torch.zeros((), dtype=torch.long, device=data.device)
     ran = set()
     plan = [(step, [u for u in updates if u.active(step)]) for step in range(1, steps + 1)]
     for update in updates:
@@ -113,7 +118,7 @@ def run_steps(data: OfflineData, updates, steps: int = 4) -> set[str]:
             first = next(s for s in range(1, 10**7) if update.active(s))
             plan += [(first, [update]), (first + update.every, [update])]
     for step, due in plan:
-        with WatchHost():
+        with WatchHost(cpu_ok):
             step_tensor.fill_(step)
             batch = data.sample(BATCH)
             for update in due:
@@ -134,6 +139,19 @@ def test_every_recipe_steps_on_the_device_without_host_syncs(recipe_name, precis
     assert run_steps(data, updates) == {u.name for u in updates}  # every update ran
     params = [p for u in updates for g in u.groups for p in g.params]
     assert params and all(p.device == META for p in params)
+
+
+@pytest.mark.parametrize("recipe_name", OFFLINE_RECIPES)
+def test_bf16_autocast_adds_no_host_sync(recipe_name, monkeypatch):
+    """meta has no autocast, so the step above runs bf16's code path without autocast's own
+    kernels; here the real CPU autocast kernels run, watched for host syncs (CPU tensors are the
+    point here, so only syncs count)."""
+    from advrl import device as advrl_device
+
+    monkeypatch.setattr(advrl_device, "cpu_has_bf16", lambda: True)
+    data, updates = meta_setup(recipe_name, ["train.precision=bf16"], torch.device("cpu"))
+    assert {dtype for u in updates for dtype in u._dtypes} == {torch.bfloat16}
+    assert run_steps(data, updates, cpu_ok=True) == {u.name for u in updates}
 
 
 @register("constraint", "test_syncing_bc")
@@ -168,3 +186,12 @@ def test_a_step_that_syncs_or_computes_on_the_cpu_is_caught(name, message):
     data, updates = meta_setup("bc", [f"components.constraint.name={name}"])
     with pytest.raises(HostSyncError, match=message):
         run_steps(data, updates)
+
+
+def test_a_sync_inside_bf16_autocast_on_the_cpu_is_caught(monkeypatch):
+    from advrl import device as advrl_device
+
+    monkeypatch.setattr(advrl_device, "cpu_has_bf16", lambda: True)
+    data, updates = meta_setup("bc", ["train.precision=bf16", "components.constraint.name=test_syncing_bc"], torch.device("cpu"))
+    with pytest.raises(HostSyncError, match="host synchronisation"):
+        run_steps(data, updates, cpu_ok=True)
