@@ -175,7 +175,7 @@ def test_without_bf16_on_the_cpu_it_says_so_once_and_runs_fp32(monkeypatch, caps
     assert capsys.readouterr().err.count("no native bf16") == 1
 
 
-def test_bf16_is_saved_with_the_run_and_honoured_by_resume_and_eval(bf16_cpu, minari_root, tiny_overrides, tmp_path):
+def test_bf16_is_saved_with_the_run_and_honoured_by_resume_eval_and_finetuning(bf16_cpu, minari_root, tiny_overrides, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     advrl.train(RECIPES / "td3bc.yaml", [*tiny_overrides, "train.precision=bf16", "eval.episodes=0"], run_dir=run_dir, progress=False)
     recipe = load_recipe(run_dir / RECIPE_FILE)
@@ -188,3 +188,18 @@ def test_bf16_is_saved_with_the_run_and_honoured_by_resume_and_eval(bf16_cpu, mi
     run = advrl.load_run(run_dir)
     actions = run.policy(np.zeros((3, run.info.obs_dim), dtype=np.float32))  # numpy has no bf16: cast back
     assert actions.dtype == np.float32 and actions.shape == (3, run.info.action_dim)
+
+    from advrl.learner import update as update_module
+    from advrl.learner.finetune import finetune
+
+    autocast_dtypes = []
+
+    def spy(device, dtype):
+        autocast_dtypes.append(dtype)
+        return advrl_device.autocast(device, dtype)
+
+    monkeypatch.setattr(update_module, "autocast", spy)
+    online = ["online.steps=12", "online.learning_starts=5", "eval.episodes=0", "train.checkpoint_every=12", "online.top_k=3"]
+    result = finetune(run_dir, online, progress=False)
+    assert load_recipe(result.run_dir / RECIPE_FILE).train.precision == "bf16"
+    assert autocast_dtypes and set(autocast_dtypes) == {torch.bfloat16}  # the online updates ran under autocast
