@@ -154,21 +154,31 @@ def test_bf16_autocast_adds_no_host_sync(recipe_name, monkeypatch):
     assert run_steps(data, updates, cpu_ok=True) == {u.name for u in updates}
 
 
+# ways a compute reads a device tensor back to the host
+READ_BACK = {
+    "item": lambda t: t.item(),
+    "bool": lambda t: bool(t > 0),
+    "cpu": lambda t: t.cpu(),
+    "tolist": lambda t: t.tolist(),
+    "numpy": lambda t: t.detach().numpy(),
+    "mask": lambda t: t.reshape(1)[t.reshape(1) > 0],  # a data-dependent shape
+}
+
+
 @register("constraint", "test_syncing_bc")
 class SyncingBC(Component):
-    """BC that logs its loss with .item() inside compute: the kind of sync the test must catch."""
+    """BC that reads its loss back to the host inside compute: the kind of sync the test must catch."""
 
     @dataclass
     class Config:
-        pass
+        how: str = "item"
 
     reads = ("observation", "action", "policy_action")
     losses = ("loss_bc",)
 
     def compute(self, td, step):
         loss = ((td["policy_action"] - td["action"]) ** 2).mean()
-        if loss.item() > 1e6:  # a host sync on every step
-            raise FloatingPointError
+        READ_BACK[self.config.how](loss.detach())  # a host sync on every step
         return {"loss_bc": loss}
 
 
@@ -181,10 +191,17 @@ class CpuConstantBC(SyncingBC):
         return {"loss_bc": ((td["policy_action"] - td["action"]) ** 2).mean() * weight}
 
 
-@pytest.mark.parametrize(("name", "message"), [("test_syncing_bc", "host synchronisation"), ("test_cpu_constant_bc", "on the CPU")])
-def test_a_step_that_syncs_or_computes_on_the_cpu_is_caught(name, message):
-    data, updates = meta_setup("bc", [f"components.constraint.name={name}"])
-    with pytest.raises(HostSyncError, match=message):
+@pytest.mark.parametrize("how", sorted(READ_BACK))
+def test_a_step_that_reads_a_tensor_back_to_the_host_is_caught(how):
+    data, updates = meta_setup("bc", ["components.constraint.name=test_syncing_bc", f"components.constraint.how={how}"])
+    with pytest.raises((HostSyncError, RuntimeError, NotImplementedError, TypeError)) as caught:
+        run_steps(data, updates)
+    assert "meta" in str(caught.value) or isinstance(caught.value, HostSyncError)  # the step's read, not another error
+
+
+def test_a_step_that_computes_on_the_cpu_is_caught():
+    data, updates = meta_setup("bc", ["components.constraint.name=test_cpu_constant_bc"])
+    with pytest.raises(HostSyncError, match="on the CPU"):
         run_steps(data, updates)
 
 
