@@ -11,13 +11,47 @@ The Python API mirrors the CLI::
 
 from __future__ import annotations
 
-from advrl.component import Component, DataSpec, describe, option, slot
-from advrl.learner.trainer import RunResult, resume, train
-from advrl.recipe import RecipeError, load_recipe
-from advrl.registry import KINDS, RegistryError, register, register_kind
-from advrl.run import Run, load_run
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# The API is imported on first use: `import advrl` (hence `advrl.cli`, which the console script
+# and `python -m advrl.cli` import first) must not import torch, so that the CLI can set
+# OpenMP's variables before torch starts its threads (advrl/threads.py).
+_API = {
+    "Component": "advrl.component", "DataSpec": "advrl.component", "describe": "advrl.component",
+    "option": "advrl.component", "slot": "advrl.component",
+    "RunResult": "advrl.learner.trainer", "resume": "advrl.learner.trainer", "train": "advrl.learner.trainer",
+    "RecipeError": "advrl.recipe", "load_recipe": "advrl.recipe",
+    "KINDS": "advrl.registry", "RegistryError": "advrl.registry", "register": "advrl.registry",
+    "register_kind": "advrl.registry",
+    "Run": "advrl.run", "load_run": "advrl.run",
+}
+
+if TYPE_CHECKING:
+    from advrl.component import Component, DataSpec, describe, option, slot
+    from advrl.learner.trainer import RunResult, resume, train
+    from advrl.recipe import RecipeError, load_recipe
+    from advrl.registry import KINDS, RegistryError, register, register_kind
+    from advrl.run import Run, load_run
+
+
+def __getattr__(name: str):
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    try:  # `import advrl; advrl.registry` worked when this file imported its submodules
+        return importlib.import_module(f"advrl.{name}")
+    except ModuleNotFoundError as err:
+        if err.name != f"advrl.{name}":
+            raise
+        raise AttributeError(f"module 'advrl' has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))
 
 
 def make(kind: str, name: str, spec: DataSpec, **config) -> Component:

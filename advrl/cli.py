@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from advrl import registry
+from advrl import registry, threads  # neither imports torch (see main)
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
@@ -496,6 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # before any command imports torch: OpenMP reads its variables once, when torch starts
+    threads.prepare_environment()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

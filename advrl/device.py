@@ -1,8 +1,11 @@
-"""Device choice, in one place: ``auto`` is CUDA when available, else CPU."""
+"""Device choice (``auto`` is CUDA when available, else CPU) and compute precision, in one place."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import re
+import sys
 
 import torch
 
@@ -35,5 +38,55 @@ def resolve_device(name: str) -> torch.device:
 
 
 def fused_optimizers_supported(device: torch.device) -> bool:
-    """Fused Adam kernels exist for CPU and CUDA (torch >= 2.4)."""
-    return device.type in ("cpu", "cuda")
+    """Fused Adam kernels exist for CPU and CUDA (torch >= 2.4); ``meta`` has them too, which
+    lets the tests run the CUDA path's optimiser on tensors without data (tests/test_device_step.py)."""
+    return device.type in ("cpu", "cuda", "meta")
+
+
+# ---- precision (train.precision, components.<slot>.precision) ------------------------------
+PRECISIONS = ("fp32", "bf16")
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Native bf16 matrix instructions (AVX512-BF16 or AMX-BF16 on x86, BF16 on Arm): without
+    them torch emulates bf16 and an autocast step is slower than float32, not faster."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = {flag for line in handle if line.startswith(("flags", "Features")) for flag in line.split(":", 1)[1].split()}
+    except OSError:  # not Linux: no way to tell here, so trust torch's bf16 kernels
+        return True
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "meta" or cpu_has_bf16()  # meta: the tests' stand-in for a device
+
+
+_told: set[str] = set()
+
+
+def compute_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype matrix products run in (None: plain float32, no autocast at all, so fp32 runs
+    stay bit-identical to code that never heard of precision)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
+    if precision == "fp32":
+        return None
+    if not bf16_supported(device):
+        if device.type not in _told:  # said once per process, not once per update or slot
+            _told.add(device.type)
+            print(f"advrl: train.precision=bf16, but this {device.type} has no native bf16 (CPU flags avx512_bf16/amx_bf16); "
+                  "training in fp32.", file=sys.stderr, flush=True)
+        return None
+    return torch.bfloat16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """The context a term's compute runs in: autocast to ``dtype``, or nothing for float32.
+    ``meta`` has no autocast; there the step runs as float32 (same code path otherwise)."""
+    if dtype is None or device.type == "meta":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)

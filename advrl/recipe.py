@@ -62,6 +62,8 @@ class TrainConfig:
     device: str = option("auto", "auto (CUDA when present) | cpu | cuda | cuda:N", check=device_error)
     log_every: int = option(1000, "steps between metric logs (the only host syncs of the loop)", ge=1)
     checkpoint_every: int = option(10_000, "steps between checkpoints", ge=1)
+    threads: int = option(0, "CPU threads; 0: advrl's choice (one per core; a sweep's fair share); OMP_NUM_THREADS wins", ge=0)
+    precision: str = option("fp32", "fp32 | bf16 (matrix products in bf16; weights, optimiser, losses, data float32)", choices=("fp32", "bf16"))
 
 
 @dataclass
@@ -401,7 +403,7 @@ def _structured_merge(schema: Any, user: Any, where: str) -> DictConfig:
 
 # keys of a components.<slot> entry that place the slot in the recipe rather than configure
 # its component: kind, registered name, and renames of its declared batch/log keys
-SLOT_KEYS = ("name", "kind", "keys")
+SLOT_KEYS = ("name", "kind", "keys", "precision")  # precision: this slot's compute (e.g. fp32 in a bf16 run)
 
 
 def component_kind(slot_name: str, entry: DictConfig) -> str:
@@ -524,6 +526,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     if missing:
         raise RecipeError(f"Recipe is missing required key(s): {', '.join(missing)}.")
     _check_schema_options(merged)
+    _check_slot_precisions(merged)
     full = {}
     for slot_name, entry in merged.components.items():
         cls, fields = component_config(slot_name, entry, instantiate=False)
@@ -552,6 +555,14 @@ def _check_schema_options(merged: DictConfig) -> None:
         _check_options(update, UpdateConfig, f"updates.{name}")
         for slot_name, opt in update.optimize.items():
             _check_options(opt, OptimizerConfig, f"updates.{name}.optimize.{slot_name}")
+
+
+def _check_slot_precisions(cfg: DictConfig) -> None:
+    """components.<slot>.precision: a slot-level key (like kind, name, keys), not a Config field."""
+    for slot_name, entry in cfg.components.items():
+        value = entry.get("precision") if isinstance(entry, DictConfig) else None
+        if value is not None and value not in ("fp32", "bf16"):
+            raise RecipeError(f"components.{slot_name}.precision is {value!r}; choose one of fp32, bf16.")
 
 
 def to_yaml(cfg: DictConfig, resolve: bool = True) -> str:

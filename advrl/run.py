@@ -13,7 +13,7 @@ from advrl.component import Component, DataSpec
 from advrl.data.dataset import DatasetInfo, ObservationNormalizer
 from advrl.device import resolve_device
 from advrl.evaluation import evaluate, make_env_factory
-from advrl.learner.assembly import build_components
+from advrl.learner.assembly import build_components, compute_dtypes
 from advrl.learner.checkpoint import CheckpointError, load_latest
 from advrl.learner.trainer import CHECKPOINT, RECIPE_FILE, make_policy
 from advrl.recipe import load_recipe
@@ -36,7 +36,8 @@ class Run:
 
     def policy(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic action(s) for raw observation(s), normalised as in training."""
-        return make_policy(self.actor, self.normalizer, self.device)(obs)
+        dtype = compute_dtypes(self.recipe, self.device)[self.recipe.eval.policy]  # as in training
+        return make_policy(self.actor, self.normalizer, self.device, dtype)(obs)
 
     def torchrl_policy(self):
         """The deterministic policy as a torchrl ``Actor`` (``observation`` -> ``action``),

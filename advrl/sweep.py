@@ -28,6 +28,8 @@ from typing import Protocol
 
 from omegaconf import OmegaConf
 
+from advrl import threads
+
 MANIFEST = "sweep.yaml"
 CLI = [sys.executable, "-m", "advrl.cli"]
 
@@ -150,12 +152,13 @@ class Job(Protocol):
 
 
 def run_jobs(jobs: list[Job], workers: int, on_done: Callable[[Job], None] | None = None, poll: float = 1.0) -> list[Job]:
-    """Run each job's next process, at most ``workers`` at a time (one thread each), until every
+    """Run each job's next process, at most ``workers`` at a time (each with a fair share of the
+    cores, see ``advrl.threads.worker_environment``), until every
     job is done or has failed; a job with several phases (``mark_phase_done`` False) is started
     again for the next. Ctrl-C or SIGTERM stops the running processes (they resume from their
     checkpoints next time) and raises KeyboardInterrupt. Returns the failed jobs."""
     pending, running, failed = list(jobs), [], []
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env = threads.worker_environment(workers)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops the runs too, as Ctrl-C does
     try:
         while pending or running:

@@ -3,11 +3,14 @@ PyTorch implementation of the same update (benchmarks/reference.py), in the same
 on the same synthetic Hopper-shaped data (obs 11, action 3, batch 256). ``--algos a2pr``
 also times recipes/a2pr.yaml against benchmarks/reference_a2pr.py, ``--algos a2po``
 recipes/a2po.yaml against benchmarks/reference_a2po.py, ``--algos cql`` recipes/cql.yaml
-against benchmarks/reference_cql.py.
+against benchmarks/reference_cql.py. ``--precision fp32 bf16`` times advrl at each
+``train.precision`` (bf16: matrix products under autocast, see README "Speed") against the
+same float32 reference, and prints the processor's bf16 flags (AVX512-BF16, AMX-BF16).
 
     python benchmarks/throughput.py [--steps 1000] [--repeats 3] [--algos td3bc iql a2pr a2po cql] [--json]
+    python benchmarks/throughput.py --algos td3bc cql a2pr --precision fp32 bf16
 
-Timings alternate advrl and reference blocks ``--repeats`` times (alternating which goes
+Timings alternate advrl and reference blocks ``--repeats`` times (rotating which goes
 first); steps/s are medians and the ratio is the median of the per-pair ratios (min and max
 are reported too), so a slow moment of the machine does not favour either side. Run it on an
 otherwise idle machine: on 2 cores any other job distorts the numbers.
@@ -59,9 +62,9 @@ def synthetic_transitions(device: torch.device) -> TensorDict:
 
 
 class AdvrlRunner:
-    def __init__(self, recipe_name: str, device: torch.device):
+    def __init__(self, recipe_name: str, device: torch.device, precision: str = "fp32"):
         spec = DataSpec(OBS_DIM, ACT_DIM, 1.0)
-        recipe = load_recipe(RECIPES / f"{recipe_name}.yaml", dataset_facts=vars(spec))
+        recipe = load_recipe(RECIPES / f"{recipe_name}.yaml", [f"train.precision={precision}"], dataset_facts=vars(spec))
         info = DatasetInfo("synthetic", OBS_DIM, ACT_DIM, 1.0, SIZE, 100, None, None, None)
         normalizer = ObservationNormalizer(torch.zeros(OBS_DIM), torch.ones(OBS_DIM))
         self.data = OfflineData(synthetic_transitions(device), info, normalizer)
@@ -109,26 +112,43 @@ def rate(runner, steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def measure(algo: str, steps: int, repeats: int, device: torch.device) -> dict:
-    """Alternate advrl and reference blocks; the ratio is the median over adjacent pairs, so
-    a slow stretch of the machine hits both sides of a pair rather than one algorithm."""
+def measure(algo: str, steps: int, repeats: int, device: torch.device, precisions=("fp32",)) -> dict:
+    """Time advrl (at each precision) and the reference in rotating order; each ratio is the
+    median over the rounds of advrl / reference measured in the same round, so a slow stretch
+    of the machine hits both sides of a ratio rather than one of them."""
     torch.manual_seed(0)
-    ours, ref = AdvrlRunner(algo, device), ReferenceRunner(algo, device)
-    ours.run(20), ref.run(20)  # warm-up: allocator, kernels
-    ours_rates, ref_rates = [], []
+    runners = {precision: AdvrlRunner(algo, device, precision) for precision in precisions}
+    runners["reference"] = ReferenceRunner(algo, device)
+    for runner in runners.values():
+        runner.run(20)  # warm-up: allocator, kernels
+    rates = {name: [] for name in runners}
+    names = list(runners)
     for repeat in range(repeats):
-        first, second = (ours, ref) if repeat % 2 == 0 else (ref, ours)  # alternate who goes first
-        a, b = rate(first, steps), rate(second, steps)
-        ours_rates.append(a if first is ours else b)
-        ref_rates.append(b if first is ours else a)
-    ratios = [o / r for o, r in zip(ours_rates, ref_rates)]
-    return {
-        "steps_per_s": statistics.median(ours_rates),
-        "reference_steps_per_s": statistics.median(ref_rates),
-        "ratio": statistics.median(ratios),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
-    }
+        for name in names[repeat % len(names):] + names[: repeat % len(names)]:  # rotate who goes first
+            rates[name].append(rate(runners[name], steps))
+    results = {}
+    for precision in precisions:
+        ratios = [o / r for o, r in zip(rates[precision], rates["reference"])]
+        results[precision] = {
+            "steps_per_s": statistics.median(rates[precision]),
+            "reference_steps_per_s": statistics.median(rates["reference"]),
+            "ratio": statistics.median(ratios),
+            "ratio_min": min(ratios),
+            "ratio_max": max(ratios),
+        }
+    # one precision: the flat layout earlier results (RESULTS.md) were written in
+    return results[precisions[0]] if len(precisions) == 1 else results
+
+
+def bf16_flags() -> str:
+    """The processor's native bf16 features, as /proc/cpuinfo names them."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith(("flags", "Features"))), [])
+    except OSError:
+        return "unknown (no /proc/cpuinfo)"
+    found = sorted(f for f in flags if f in ("avx512_bf16", "amx_bf16", "amx_tile", "bf16"))
+    return ", ".join(found) or "none (bf16 is emulated: slower than fp32)"
 
 
 def main() -> None:
@@ -137,20 +157,27 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--algos", nargs="+", default=["td3bc", "iql"])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+                        help="train.precision values of advrl to time (the reference is float32)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     device = torch.device(args.device)
-    results = {algo: measure(algo, args.steps, args.repeats, device) for algo in args.algos}
+    precisions = tuple(dict.fromkeys(args.precision))
+    results = {algo: measure(algo, args.steps, args.repeats, device, precisions) for algo in args.algos}
     if args.json:
         print(json.dumps(results))
         return
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}, batch {BATCH}")
-    print(f"{'algorithm':10s} {'advrl steps/s':>14s} {'reference':>10s} {'ratio':>6s}  (min-max over pairs)")
-    for algo, r in results.items():
-        print(
-            f"{algo:10s} {r['steps_per_s']:14.1f} {r['reference_steps_per_s']:10.1f} {r['ratio']:6.2f}"
-            f"  ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})"
-        )
+    if "bf16" in precisions:
+        print(f"CPU bf16 features: {bf16_flags()}; torch CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    print(f"{'algorithm':10s} {'precision':9s} {'advrl steps/s':>14s} {'reference':>10s} {'ratio':>6s}  (min-max over rounds)")
+    for algo, result in results.items():
+        rows = result if len(precisions) > 1 else {precisions[0]: result}
+        for precision, r in rows.items():
+            print(
+                f"{algo:10s} {precision:9s} {r['steps_per_s']:14.1f} {r['reference_steps_per_s']:10.1f} {r['ratio']:6.2f}"
+                f"  ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})"
+            )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 from advrl import registry
 from advrl.component import Component, DataSpec
 from advrl.data.dataset import DATASET_KEYS
+from advrl.device import compute_dtype
 from advrl.learner.update import UpdateStage
 from advrl.recipe import RecipeError, component_config
 
@@ -139,4 +140,12 @@ def build_updates(
     """
     dataset_reads = check_data_flow(recipe, components, dataset_keys)
     bind_components(components)
-    return [UpdateStage(name, update, components, device) for name, update in recipe.updates.items()], dataset_reads
+    dtypes = compute_dtypes(recipe, device)
+    return [UpdateStage(name, update, components, device, dtypes) for name, update in recipe.updates.items()], dataset_reads
+
+
+def compute_dtypes(recipe: DictConfig, device) -> dict:
+    """Slot -> the dtype its compute runs in (None: float32): ``components.<slot>.precision``,
+    else ``train.precision``; bf16 falls back to float32 where the device has no bf16."""
+    default = recipe.train.get("precision", "fp32")
+    return {slot: compute_dtype(entry.get("precision", default), device) for slot, entry in recipe.components.items()}

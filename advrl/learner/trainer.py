@@ -14,13 +14,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from advrl import provenance
+from advrl import provenance, threads
 from advrl.component import DataSpec
 from advrl.data.dataset import DatasetInfo, ObservationNormalizer, load_offline_data
-from advrl.device import resolve_device
+from advrl.device import autocast, resolve_device
 from advrl.evaluation import evaluate, make_env_factory
 from advrl.learner import rundir
-from advrl.learner.assembly import build_components, build_updates
+from advrl.learner.assembly import build_components, build_updates, compute_dtypes
 from advrl.learner.checkpoint import (
     CheckpointError,
     load_latest,
@@ -70,13 +70,16 @@ def info_to_dict(info: DatasetInfo) -> dict:
     return state
 
 
-def make_policy(actor, normalizer: ObservationNormalizer, device: torch.device):
-    """numpy observations [N, obs_dim] (or [obs_dim]) -> numpy actions, deterministic."""
+def make_policy(actor, normalizer: ObservationNormalizer, device: torch.device, dtype: torch.dtype | None = None):
+    """numpy observations [N, obs_dim] (or [obs_dim]) -> numpy actions, deterministic; the actor
+    computes in ``dtype`` (None: float32) as it did in training (its slot's precision)."""
 
     @torch.no_grad()
     def policy(obs: np.ndarray) -> np.ndarray:
         tensor = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device)
-        return actor.act(normalizer(tensor)).cpu().numpy()
+        with autocast(device, dtype):
+            action = actor.act(normalizer(tensor))
+        return action.float().cpu().numpy()
 
     return policy
 
@@ -90,6 +93,8 @@ class Trainer:
         self.progress = progress
         if recipe.log.wandb:
             wandb_module()  # a missing backend fails now, not after the data and pre-training
+        self.threads = threads.apply(int(recipe.train.threads))  # before any computation
+        threads.log(self.threads)
         seed_everything(recipe.seed)
         self.device = resolve_device(recipe.train.device)
         self.data = self._make_data()
@@ -119,7 +124,8 @@ class Trainer:
             self._resume_state()
         (self.run_dir / RECIPE_FILE).write_text(OmegaConf.to_yaml(recipe, resolve=True))
         if not (self.run_dir / SOFTWARE_FILE).exists():  # a resume keeps what the run started with
-            (self.run_dir / SOFTWARE_FILE).write_text(json.dumps(provenance.software(), indent=2) + "\n")
+            software = {**provenance.software(), "threads": self.threads}
+            (self.run_dir / SOFTWARE_FILE).write_text(json.dumps(software, indent=2) + "\n")
         resume_step = self.step if resume else None
         self.logger = MetricsLogger(self.run_dir, resume_step, make_sinks(self.run_dir, recipe, resume_step))
         if not any(self.logger.rows.values()):  # a resumed run keeps its first records (preparation then is a cache hit)
@@ -222,7 +228,8 @@ class Trainer:
     def evaluate(self, episodes: int | None = None) -> dict:
         for component in self.components.values():
             component.eval()
-        policy = make_policy(self.actor, self.data.normalizer, self.device)
+        dtype = compute_dtypes(self.recipe, self.device)[self.recipe.eval.policy]
+        policy = make_policy(self.actor, self.data.normalizer, self.device, dtype)
         cfg = self.recipe.eval
         episodes = cfg.episodes if episodes is None else episodes
         result = evaluate(policy, self.env_factory, episodes, self.recipe.seed + cfg.seed_offset, self.data.info, cfg.obs_noise)

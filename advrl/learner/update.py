@@ -13,7 +13,7 @@ import torch
 from tensordict import TensorDict
 
 from advrl.component import Component, ContractError, tdkey
-from advrl.device import fused_optimizers_supported
+from advrl.device import autocast, fused_optimizers_supported
 from advrl.learner.fused_adam import FusedAdam, clip_grad_norm
 from advrl.recipe import OptimizerConfig, UpdateConfig, component_config
 
@@ -106,12 +106,22 @@ def check_outputs(where: str, term: Component, out: dict, batch_size: torch.Size
             )
 
 
+def _to_float32(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Losses, logs and written batch keys of a term computed under autocast, back in float32:
+    losses are summed and differentiated, and later terms read the batch, in full precision."""
+    return {key: value.float() if value.dtype in (torch.bfloat16, torch.float16) else value for key, value in out.items()}
+
+
 class UpdateStage:
-    def __init__(self, name: str, cfg: UpdateConfig, components: dict[str, Component], device: torch.device):
+    def __init__(self, name: str, cfg: UpdateConfig, components: dict[str, Component], device: torch.device,
+                 dtypes: dict[str, torch.dtype | None] | None = None):
+        """``dtypes``: slot -> the dtype its compute runs in under autocast (None or absent: float32)."""
         self.name = name
+        self.device = torch.device(device if device is not None else "cpu")
         # plain Python values: DictConfig attribute access is too slow for the per-step path
         self.every, self.start, self.stop, self.tau = int(cfg.every), int(cfg.start), cfg.stop, float(cfg.tau)
         self.terms = [(slot_name, components[slot_name]) for slot_name in cfg.terms]
+        self._dtypes = [(dtypes or {}).get(slot_name) for slot_name in cfg.terms]
         self.targets = [components[slot_name] for slot_name in cfg.update_targets]
         self.groups: list[ParamGroup] = []
         for slot_name, opt_cfg in cfg.optimize.items():
@@ -136,8 +146,13 @@ class UpdateStage:
         """One update on batch ``td``: each term's declared batch keys are written into ``td``
         for later terms; its losses and logged scalars are returned."""
         scalars: dict[str, torch.Tensor] = {}
-        for (slot_name, term), routes, view in zip(self.terms, self._routes, self._views):
-            out = term.compute(td if view is None else view(td), step)
+        for (slot_name, term), routes, view, dtype in zip(self.terms, self._routes, self._views, self._dtypes):
+            if dtype is None:  # float32: exactly the code path of runs before train.precision existed
+                out = term.compute(td if view is None else view(td), step)
+            else:
+                with autocast(self.device, dtype):
+                    out = term.compute(td if view is None else view(td), step)
+                out = _to_float32(out)
             if not self._outputs_checked:  # the contract is checked once, on the first step
                 check_outputs(f"updates.{self.name}: components.{slot_name}", term, out, td.batch_size)
             for key, value in out.items():

@@ -39,7 +39,8 @@ class GaussianActor(Component):
     def distribution(self, obs: torch.Tensor) -> Normal:
         mean = self.spec.max_action * torch.tanh(self.net(obs))
         std = self.log_std.clamp(self.config.log_std_min, self.config.log_std_max).exp()
-        return Normal(mean, std)
+        # no argument validation: it checks the values on the host (a device sync every step)
+        return Normal(mean, std, validate_args=False)
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         return self.distribution(obs).mean.clamp(-self.spec.max_action, self.spec.max_action)
