@@ -5,6 +5,7 @@ can opt out; bad values fail in one line; the choice travels with the run (resum
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,10 +159,12 @@ def test_a_slot_can_opt_out_of_bf16(bf16_cpu, slot_precision, expected):
 
 @pytest.mark.parametrize("key", ["train.precision", "components.actor.precision"])
 def test_an_unknown_precision_fails_in_one_line_naming_the_choices(key, capsys):
-    with pytest.raises(RecipeError, match=rf"^{key} is 'fp16'; choose one of fp32, bf16\.$"):
+    message = {"train.precision": "train.precision=fp16 is not allowed: must be one of fp32, bf16. Did you mean 'bf16'?",
+               "components.actor.precision": "components.actor.precision is 'fp16'; choose one of fp32, bf16."}[key]
+    with pytest.raises(RecipeError, match=f"^{re.escape(message)}$"):
         load_recipe(RECIPES / "bc.yaml", [f"{key}=fp16"])
     assert main(["recipe", "show", str(RECIPES / "bc.yaml"), f"{key}=fp16"]) == 1
-    assert capsys.readouterr().err == f"advrl: error: {key} is 'fp16'; choose one of fp32, bf16.\n"
+    assert capsys.readouterr().err == f"advrl: error: {message}\n"
 
 
 def test_without_bf16_on_the_cpu_it_says_so_once_and_runs_fp32(monkeypatch, capsys):

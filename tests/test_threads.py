@@ -88,7 +88,7 @@ def test_train_threads_is_applied_in_process_and_validated(monkeypatch):
         assert threads.apply(1)["threads"] == 1 == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
-    with pytest.raises(RecipeError, match="train.threads is -1"):
+    with pytest.raises(RecipeError, match=r"train.threads=-1 is out of range: must be >= 0\."):
         load_recipe(RECIPES / "bc.yaml", ["train.threads=-1"])
 
 
