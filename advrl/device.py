@@ -39,7 +39,7 @@ def resolve_device(name: str) -> torch.device:
 
 def fused_optimizers_supported(device: torch.device) -> bool:
     """Fused Adam kernels exist for CPU and CUDA (torch >= 2.4); ``meta`` has them too, which
-    lets the tests run the CUDA path's optimiser on tensors without data (tests/test_device_step.py)."""
+    lets the tests run the CUDA path's optimiser on tensors without data (tests/learner/test_device_step.py)."""
     return device.type in ("cpu", "cuda", "meta")
 
 

@@ -21,7 +21,7 @@ Use it in a plug-in's tests::
     def test_my_term():
         check_component("constraint", "bc_l1", weight=2.0)
 
-The test suite runs it over every built-in component (``tests/test_conformance.py``).
+The test suite runs it over every built-in component (``tests/components/test_conformance.py``).
 """
 
 from __future__ import annotations

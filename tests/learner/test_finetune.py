@@ -16,7 +16,7 @@ from advrl.data.replay import ReplayBuffer
 from advrl.learner.finetune import anneal_factor, finetune, online_recipe, resume_finetune
 from advrl.recipe import RecipeError, load_recipe
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 SMALL = ["components.selector.pretrain_steps=5", "components.threshold.period=10", "components.coefficient.hidden_sizes=[16]"]
 ONLINE = ["online.steps=40", "online.learning_starts=10", "online.anneal_steps=20", "eval.every=20", "eval.episodes=1", "eval.final_episodes=2",
           "train.log_every=10", "train.checkpoint_every=20", "train.batch_size=32"]

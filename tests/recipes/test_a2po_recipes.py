@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 import advrl
 from advrl.recipe import load_recipe
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 A2PO_RECIPES = [RECIPES / "a2po.yaml", *sorted((RECIPES / "a2po" / "ablations").glob("*.yaml"))]
 SHRINK = [
     "components.behavior.hidden_sizes=[16,16]",

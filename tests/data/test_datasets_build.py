@@ -31,7 +31,7 @@ from advrl.data.dataset import DatasetError
 SNAPSHOT_RETURNS = {100: 30.0, 200: 100.0, 300: 310.0, 400: 290.0}  # best 310 -> medium ~103 = step 200
 MARKERS = {200: 3.0, 300: -3.0}  # output bias of the medium / expert snapshots
 RUN_STEPS = 400
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def fake_actor(bias: float = 0.0):

@@ -27,7 +27,7 @@ from advrl.learner.assembly import build_components, build_updates
 from advrl.recipe import load_recipe
 from advrl.registry import register
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 OFFLINE_RECIPES = ["td3bc", "iql", "cql", "bc", "a2pr", "a2po", "ssar_td3bc", "ssar_cql"]
 SPEC = DataSpec(obs_dim=5, action_dim=2, max_action=1.0)
 SIZE, BATCH = 256, 16

@@ -25,7 +25,7 @@ from advrl.learner.trainer import RECIPE_FILE, Trainer
 from advrl.recipe import RecipeError, load_recipe
 from advrl.registry import register
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 SPEC = DataSpec(obs_dim=5, action_dim=2, max_action=1.0)
 N = 512
 

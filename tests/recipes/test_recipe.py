@@ -12,7 +12,7 @@ from advrl.component import DataSpec
 from advrl.learner.assembly import build_components, build_updates
 from advrl.recipe import RecipeError, load_recipe
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 SPEC = DataSpec(11, 3, 1.0)
 

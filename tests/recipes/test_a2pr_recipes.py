@@ -17,7 +17,7 @@ import advrl
 from advrl.component import DataSpec
 from advrl.learner.assembly import build_components
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 ABLATIONS = sorted((RECIPES / "a2pr" / "ablations").glob("*.yaml"))
 
 # smaller networks for the seconds-long runs; applied only to the slots a recipe has

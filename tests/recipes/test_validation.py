@@ -20,7 +20,7 @@ from advrl.data import catalog
 from advrl.recipe import RecipeError, load_recipe
 from advrl.sweep import expand_grid
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RECIPES = REPO / "recipes"
 TD3BC = str(RECIPES / "td3bc.yaml")
 

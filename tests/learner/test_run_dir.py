@@ -18,7 +18,7 @@ from advrl.learner.online import train_online
 from advrl.learner.rundir import MARKER, RunDirError
 from advrl.sweep import SweepRun
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
 def records(run_dir: Path, name: str = "metrics.jsonl") -> list[dict]:

@@ -10,7 +10,7 @@ import torch
 
 import advrl
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 SMALL = [
     "components.selector.pretrain_steps=5",
     "components.threshold.period=10",

@@ -11,7 +11,7 @@ import torch
 from advrl.learner import online as online_module
 from advrl.learner.online import OnlineTrainer, env_info, resume_online, train_online
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 TINY = [
     "online.env=Hopper-v5", "online.steps=60", "online.learning_starts=20", "online.buffer_size=1000",
     "online.snapshot_every=30", "eval.every=30", "eval.episodes=1", "eval.final_episodes=2", "train.batch_size=16",

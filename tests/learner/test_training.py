@@ -21,7 +21,7 @@ from advrl.learner import checkpoint as ckpt
 from advrl.learner.checkpoint import CheckpointError
 from advrl.learner.update import NonFiniteLossError
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
 def final_state(run_dir: Path) -> dict:

@@ -14,7 +14,7 @@ import advrl
 from advrl.learner.metrics import WANDB_ID_FILE, WandbSink
 from advrl.recipe import RecipeError
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
 class FakeRun:
