@@ -120,7 +120,7 @@ def test_the_installed_package_is_the_one_tested(site, workdir):
 def test_components_describes_the_example_and_lists_the_new_kind(site, workdir):
     card = advrl_cli(site, workdir, "components", "constraint", "bc_l1", "--recipe", "my_recipe.yaml")
     assert card.splitlines()[0] == "constraint 'bc_l1'  (l1_constraint.BCL1)"
-    assert "  weight: float = 1.0" in card.splitlines()
+    assert "  weight: float = 1.0  (>= 0)" in card.splitlines()  # the option's allowed values follow its default
     listing = advrl_cli(site, workdir, "components", "--recipe", "my_recipe.yaml")
     assert any(line.startswith("penalty") and "action_l2" in line and "extra terms" in line for line in listing.splitlines())
 

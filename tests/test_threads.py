@@ -57,21 +57,23 @@ def test_the_users_omp_variables_win_over_advrls_choice():
     assert "OMP_WAIT_POLICY = 'ACTIVE'" in proc.stderr and "OMP_NUM_THREADS = '1'" in proc.stderr
 
 
-def train(tmp_path: Path, name: str, minari_root: Path, tiny_overrides: list[str], extra: list[str], **env) -> tuple[dict, str]:
+def train(tmp_path: Path, name: str, minari_root: Path, tiny_overrides: list[str], extra: list[str], progress: bool = False,
+          **env) -> tuple[dict, str]:
     run_dir = tmp_path / name
     command = [sys.executable, "-m", "advrl.cli", "train", str(RECIPES / "bc.yaml"), *tiny_overrides, "eval.episodes=0",
-               *extra, "--run-dir", str(run_dir), "--no-progress"]
+               *extra, "--run-dir", str(run_dir), *([] if progress else ["--no-progress"])]
     proc = subprocess.run(command, env=clean_env(MINARI_DATASETS_PATH=str(minari_root), **env), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     return json.loads((run_dir / "software.json").read_text())["threads"], proc.stderr
 
 
 def test_a_run_records_its_threads_and_wait_policy_and_the_environment_wins(tmp_path, minari_root, tiny_overrides):
-    chosen, log = train(tmp_path, "auto", minari_root, tiny_overrides, [])
+    chosen, log = train(tmp_path, "auto", minari_root, tiny_overrides, [], progress=True)
     assert chosen == {"threads": threads.cores(), "threads_from": "advrl: one per core",
                       "omp_wait_policy": "PASSIVE", "omp_wait_policy_from": "advrl"}
-    assert threads.describe(chosen) in log  # the same, as one line on stderr
-    chosen, _ = train(tmp_path, "recipe", minari_root, tiny_overrides, ["train.threads=1"])
+    assert threads.describe(chosen) in log  # the same, as one line on stderr beside the progress bar
+    chosen, quiet = train(tmp_path, "recipe", minari_root, tiny_overrides, ["train.threads=1"])
+    assert "thread(s)" not in quiet  # --no-progress: only software.json says it
     assert (chosen["threads"], chosen["threads_from"]) == (1, "train.threads")
     chosen, _ = train(tmp_path, "user", minari_root, tiny_overrides, ["train.threads=2"], OMP_NUM_THREADS="1", OMP_WAIT_POLICY="ACTIVE")
     assert chosen == {"threads": 1, "threads_from": "OMP_NUM_THREADS (environment)",

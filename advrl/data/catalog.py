@@ -182,30 +182,20 @@ def make_lock(dataset_id: str) -> Iterator[None]:
     """Hold the lock of building ``dataset_id`` or fail at once: two processes building one id
     would both write it. ``flock`` is released when its holder ends, even by SIGKILL, so a
     crashed build leaves no stale lock. (A build on first use also waits on its own lock.)"""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no cross-process lock
-        yield
-        return
     from advrl.data.dataset import datasets_root
+    from advrl.locks import pid_lock
 
     root = datasets_root()
     os.makedirs(root, exist_ok=True)
     path = os.path.join(root, ".advrl-make-" + dataset_id.replace("/", "--") + ".lock")
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise DatasetError(
-                f"Dataset {dataset_id!r} is being built by another process (pid {holder}; lock {path}). "
-                "Wait for that build to finish and use it, or stop that process and build again."
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+
+    def busy(holder: str) -> DatasetError:
+        return DatasetError(
+            f"Dataset {dataset_id!r} is being built by another process (pid {holder}; lock {path}). "
+            "Wait for that build to finish and use it, or stop that process and build again."
+        )
+
+    with pid_lock(path, busy):
         yield
 
 

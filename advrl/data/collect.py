@@ -28,6 +28,7 @@ import gymnasium as gym
 import numpy as np
 
 from advrl.data.dataset import minari_store
+from advrl.locks import try_lock
 
 Policy = Callable[[np.ndarray], np.ndarray]
 RECORD_FILE = "advrl.json"
@@ -196,7 +197,7 @@ def staging_folder(root: str, prefix: str):
         remove_stale_staging(root)
         staging = tempfile.mkdtemp(prefix=prefix, dir=root)
         holder = open(staging + STAGING_LOCK, "w")
-        _try_lock(holder)
+        try_lock(holder)
     try:
         yield staging
     finally:
@@ -218,34 +219,17 @@ def remove_stale_staging(root: str) -> None:
         lock_path = path + STAGING_LOCK
         if os.path.exists(lock_path):
             with open(lock_path, "a") as lock:
-                if not _try_lock(lock):
+                if not try_lock(lock):
                     continue  # its build is still running
         shutil.rmtree(path, ignore_errors=True)
         if os.path.exists(lock_path):
             os.unlink(lock_path)
 
 
-def _try_lock(handle) -> bool:
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: staging folders are never taken for stale
-        return False
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
 @contextlib.contextmanager
 def _store_lock(root: str):
     with open(os.path.join(root, ".advrl-staging.lock"), "a") as handle:
-        try:
-            import fcntl
-
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        except ImportError:  # pragma: no cover
-            pass
+        try_lock(handle, wait=True)
         yield  # closing the file releases the lock
 
 

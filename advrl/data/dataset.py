@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
+from advrl.locks import pid_lock
+
 DATASET_KEYS = (
     "observation",
     "action",
@@ -101,21 +103,11 @@ def _build_on_first_use(dataset_id: str) -> None:
     root = datasets_root()
     os.makedirs(root, exist_ok=True)
     lock_path = os.path.join(root, ".advrl-build-" + dataset_id.replace("/", "--") + ".lock")
-    with open(lock_path, "w") as lock:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - not POSIX: no cross-process lock
-            fcntl = None
-        if fcntl is not None:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if os.path.isdir(os.path.join(root, dataset_id)):
-                return  # another process built it while this one waited
-            say(f"building {dataset_id} locally on first use (into {root}) ...")
-            catalog.build(dataset_id, log=say)
-        finally:
-            if fcntl is not None:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    with pid_lock(lock_path):  # concurrent first uses wait for one build
+        if os.path.isdir(os.path.join(root, dataset_id)):
+            return  # another process built it while this one waited
+        say(f"building {dataset_id} locally on first use (into {root}) ...")
+        catalog.build(dataset_id, log=say)
 
 
 def open_minari(dataset_id: str, download: bool = False):

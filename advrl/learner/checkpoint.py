@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from advrl.locks import pid_lock
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, corrupt or does not match the run."""
@@ -129,31 +131,16 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     ``<run_dir>/.lock``: the kernel releases it when the holder ends, even by SIGKILL, so a
     crashed run never leaves a stale lock behind. (Not enforced where ``fcntl`` is missing.)
     """
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        yield
-        return
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / LOCK_FILE
-    handle = open(path, "a+")
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise CheckpointError(
-                f"Run directory {run_dir} is in use by another advrl process (pid {holder}). "
-                "Wait for it to finish, or stop it, before training or resuming in this directory."
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+
+    def busy(holder: str) -> CheckpointError:
+        return CheckpointError(
+            f"Run directory {run_dir} is in use by another advrl process (pid {holder}). "
+            "Wait for it to finish, or stop it, before training or resuming in this directory."
+        )
+
+    with pid_lock(run_dir / LOCK_FILE, busy):
         yield
-    finally:
-        handle.close()  # releases the lock
 
 
 def remove_stale_temporaries(directory: Path) -> None:

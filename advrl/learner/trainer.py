@@ -94,7 +94,8 @@ class Trainer:
         if recipe.log.wandb:
             wandb_module()  # a missing backend fails now, not after the data and pre-training
         self.threads = threads.apply(int(recipe.train.threads))  # before any computation
-        threads.log(self.threads)
+        if progress:  # recorded in software.json either way; said where a person watches
+            threads.log(self.threads)
         seed_everything(recipe.seed)
         self.device = resolve_device(recipe.train.device)
         self.data = self._make_data()
