@@ -182,6 +182,19 @@ def cmd_recipe(args) -> int:
     return 0
 
 
+def cmd_recipe_diff(args) -> int:
+    """What differs between two resolved recipes (B with the overrides): the check that a
+    baseline, an ablation or a command-line swap changes only what it claims to."""
+    from advrl.recipe import format_diff, load_recipe, recipe_diff
+
+    a = load_recipe(args.a)
+    b = load_recipe(args.b, args.overrides)
+    differences = recipe_diff(a, b)
+    print(f"A: {args.a}\nB: {' '.join([args.b, *args.overrides])}")
+    print(format_diff(differences) if differences else "(no differences)")
+    return 0
+
+
 def cmd_data(args) -> int:
     import os
     import shlex
@@ -448,6 +461,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("recipe")
     show.add_argument("overrides", nargs="*")
     show.set_defaults(func=cmd_recipe)
+    diff = recipe_sub.add_parser("diff", help="what differs between two resolved recipes (dotted key: A -> B; - only in A, + only in B)")
+    diff.add_argument("a", metavar="A", help="recipe file, or advrl:NAME.yaml")
+    diff.add_argument("b", metavar="B", help="recipe file, or advrl:NAME.yaml")
+    diff.add_argument("overrides", nargs="*", help="key=value overrides of B (e.g. components.value.name=expectile)")
+    diff.set_defaults(func=cmd_recipe_diff)
 
     data = sub.add_parser("data", help="datasets: build, mix, inspect; behaviour policies")
     data_sub = data.add_subparsers(dest="data_command", required=True)
