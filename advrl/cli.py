@@ -225,7 +225,8 @@ def cmd_data(args) -> int:
         if not local:
             print("  (none)")
         print(f"\nbuildable here (advrl data make ID; policies from {policies.policies_root(root)};")
-        print("  1M transitions (medium-replay: the replay up to the medium policy), or a size before -v0: advrl/hopper/medium-100k-v0):")
+        print("  1M transitions (medium-replay: the replay up to the medium policy), or a size before -v0: advrl/hopper/medium-100k-v0;")
+        print("  a seed tag after it names the collection seed, so builds live side by side: advrl/hopper/expert-10k-s1-v0):")
         for dataset_id in catalog.buildable_ids():
             missing = catalog.missing_policies(dataset_id, root)
             status = "built" if dataset_id in local else ("ready" if not missing else f"needs the {' and '.join(missing)} polic{'ies' if len(missing) > 1 else 'y'}")
@@ -470,10 +471,12 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="datasets: build, mix, inspect; behaviour policies")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     data_sub.add_parser("list", help="local datasets, buildable ids with policy status, remote Minari ids").set_defaults(func=cmd_data)
-    make = data_sub.add_parser("make", help="build an advrl/<env>/<kind>-v0 dataset locally")
-    make.add_argument("id", help="e.g. advrl/hopper/medium-expert-v0 (see `advrl data list`)")
+    make = data_sub.add_parser("make", help="build an advrl/<env>/<kind>[-<size>][-s<seed>]-v0 dataset locally")
+    make.add_argument("id", help="e.g. advrl/hopper/medium-expert-v0, advrl/hopper/expert-10k-s1-v0 (see `advrl data list`)")
     make.add_argument("--size", type=int, default=None, help="transitions (default: a size tag in the id, e.g. medium-100k-v0; else 1M as in D4RL; medium-replay: the whole replay up to the medium policy)")
-    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--seed", type=int, default=None,
+                      help="collection seed (default: a seed tag in the id, e.g. expert-10k-s1-v0; else 0; "
+                      "medium-replay: its online run's seed)")
     make.add_argument("--proportions", help="shares of a mixture kind, e.g. random=0.25,medium=0.75 (default: equal)")
     make.add_argument("--run", metavar="RUN_DIR", help="medium-replay: the online run (default: the medium policy's recorded run)")
     make.add_argument("--retrain", action="store_true",
