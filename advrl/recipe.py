@@ -333,8 +333,10 @@ def _c3_merge(sequences: list[list[Path]], path: Path) -> list[Path]:
         head = next((s[0] for s in sequences if not any(s[0] in other[1:] for other in sequences)), None)
         if head is None:
             raise RecipeError(
-                f"Recipe {str(path)!r}: its parents' extends chains order {', '.join(sorted({s[0].name for s in sequences}))} "
-                "in contradicting ways, so no merge order keeps every file after the ones it extends."
+                f"Recipe {str(path)!r}: its extends lists order {', '.join(sorted({s[0].name for s in sequences}))} in "
+                "contradicting ways, so no merge order keeps every recipe after the ones it extends and the parents "
+                "in the order listed (a parent listed after a recipe that extends it would bring back the defaults "
+                "that recipe changed: list it first, or drop it)."
             )
         order.append(head)
         sequences = [s[1:] if s[0] == head else s for s in sequences]
