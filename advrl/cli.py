@@ -187,8 +187,9 @@ def cmd_recipe_diff(args) -> int:
     baseline, an ablation or a command-line swap changes only what it claims to."""
     from advrl.recipe import format_diff, load_recipe, recipe_diff
 
-    a = load_recipe(args.a)
-    b = load_recipe(args.b, args.overrides)
+    # validated, but not assembled: a fine-tuning run's saved recipe reads its replay buffer's keys
+    a = load_recipe(args.a, check_flow=False)
+    b = load_recipe(args.b, args.overrides, check_flow=False)
     differences = recipe_diff(a, b)
     print(f"A: {args.a}\nB: {' '.join([args.b, *args.overrides])}")
     print(format_diff(differences) if differences else "(no differences)")
@@ -463,8 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("overrides", nargs="*")
     show.set_defaults(func=cmd_recipe)
     diff = recipe_sub.add_parser("diff", help="what differs between two resolved recipes (dotted key: A -> B; - only in A, + only in B)")
-    diff.add_argument("a", metavar="A", help="recipe file, or advrl:NAME.yaml")
-    diff.add_argument("b", metavar="B", help="recipe file, or advrl:NAME.yaml")
+    diff.add_argument("a", metavar="A", help="recipe file (a run's recipe.yaml too), or advrl:NAME.yaml")
+    diff.add_argument("b", metavar="B", help="recipe file (a run's recipe.yaml too), or advrl:NAME.yaml")
     diff.add_argument("overrides", nargs="*", help="key=value overrides of B (e.g. components.value.name=expectile)")
     diff.set_defaults(func=cmd_recipe_diff)
 

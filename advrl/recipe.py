@@ -349,13 +349,14 @@ def _entries(cfg: DictConfig, section: str) -> list[tuple[Any, Any]]:
     return list(node.items_ex(resolve=False)) if isinstance(node, DictConfig) else []
 
 
-def _check_fragments(cfg: DictConfig, file: Path, removed: dict[str, Path]) -> None:
-    """Refuse a file that sets fields of a slot or update an earlier file removed with null:
-    the fields alone are no component (no name) or update (no terms)."""
+def _check_fragments(cfg: DictConfig, file: Path, merged: DictConfig, removed: dict[str, Path]) -> None:
+    """Refuse a file that sets fields of a slot or update an earlier file removed with null (and
+    none defined again since): the fields alone are no component (no name) or update (no terms)."""
     for section, defining in (("components", "name"), ("updates", "terms")):
+        present = {key for key, _ in _entries(merged, section)}
         for key, value in _entries(cfg, section):
             where = f"{section}.{key}"
-            if isinstance(value, DictConfig) and defining not in value and where in removed:
+            if isinstance(value, DictConfig) and defining not in value and where in removed and key not in present:
                 raise RecipeError(
                     f"{file.name} sets fields of {where}, which {removed[where].name} (merged before it) removes "
                     f"with {key}: null; extends merges parents in order and later ones win, so list "
@@ -380,7 +381,7 @@ def _load_with_extends(path: Path) -> DictConfig:
     merged, imports, removed = OmegaConf.create(), [], {}
     for file in order:
         cfg = files[file][0]
-        _check_fragments(cfg, file, removed)
+        _check_fragments(cfg, file, merged, removed)
         removed.update(_removals(cfg, file))
         # imports accumulate along the chain (a merge would replace the parents' list): the
         # resolved recipe, which a run directory keeps, must register every component it names
@@ -665,7 +666,10 @@ def recipe_diff(a: DictConfig, b: DictConfig) -> list[tuple[str, Any, Any]]:
     ``ABSENT`` where one recipe lacks the key (a removed slot is one entry, not its fields)."""
     differences: list[tuple[str, Any, Any]] = []
     _diff(OmegaConf.to_container(a, resolve=True), OmegaConf.to_container(b, resolve=True), "", differences)
-    return differences
+    # dataset facts are filled in by advrl where the dataset is loaded (a run's saved recipe)
+    # and null elsewhere: known on one side only, they are no setting that differs
+    facts = {f"dataset.{key}" for key in PLACEHOLDER_FACTS}
+    return [d for d in differences if not (d[0] in facts and (d[1] is None or d[2] is None))]
 
 
 def _diff(a: dict, b: dict, prefix: str, out: list) -> None:

@@ -249,3 +249,6 @@ def test_recipe_diff_names_what_a_command_line_swap_left_at_its_defaults():
     removed = dict((k, (a, b)) for k, a, b in recipe_diff(load_recipe(RECIPES / "a2pr.yaml"), load_recipe(RECIPES / "a2pr" / "ablations" / "no_behavior.yaml")))
     assert removed["components.behavior"][1] is ABSENT and removed["updates.behavior"][1] is ABSENT
     assert removed["components.constraint.behavior"] == ("behavior", None)
+    # a run's saved recipe knows its dataset's facts, a recipe file does not: that is no difference
+    saved = load_recipe(RECIPES / "a2pr.yaml", dataset_facts=vars(SPEC))
+    assert recipe_diff(saved, load_recipe(RECIPES / "a2pr.yaml")) == []
