@@ -210,6 +210,8 @@ def _check_request(dataset_id: str, size, seed, proportions, policies_root, run_
     for level in levels:
         if not policies.has(env, level, policies_root):
             raise policies.missing_policy_error(env, level, policies_root)
+    if kind == "medium-replay":  # checked before a retraining, and before the build's lock file
+        seed = _replay_seed(dataset_id, env, seed, run_dir, retrain, policies_root)
     return env, kind, size, seed, levels, shares
 
 
@@ -302,7 +304,6 @@ def _build(
 
     if kind == "medium-replay":
         step = None
-        seed = _replay_seed(dataset_id, env, seed, run_dir, retrain, policies_root)  # before a retraining
         if retrain:
             run_dir = Path(run_dir or Path("runs") / "sources" / f"{env}-medium")
             if not _holds_replay_to_medium(run_dir, env, policies_root):
