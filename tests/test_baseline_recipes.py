@@ -91,3 +91,21 @@ def test_per_dataset_baseline_is_the_per_dataset_recipe_then_the_baseline(per_da
 def test_plain_bc_ablation_is_a2prs_baseline():
     plain = load_recipe(RECIPES / "a2pr" / "ablations" / "plain_bc.yaml")
     assert recipe_diff(load_recipe(RECIPES / "a2pr" / "baseline_td3bc.yaml"), plain) == [("name", "a2pr-baseline-td3bc", "a2pr-plain-bc")]
+
+
+SMALL = {  # seconds-long runs: smaller layers for the slots a baseline has
+    "actor": "components.actor.hidden_sizes=[16]",
+    "critic": "components.critic.hidden_sizes=[16]",
+    "conservative": "components.conservative.n_actions=2",
+}
+
+
+@pytest.mark.parametrize("method", sorted(BASELINES))
+def test_baseline_trains_end_to_end(method, minari_root, tiny_overrides, tmp_path):
+    import advrl
+
+    path = RECIPES / BASELINES[method][0]
+    slots = load_recipe(path).components
+    result = advrl.train(path, [*tiny_overrides, *(o for s, o in SMALL.items() if s in slots)], run_dir=tmp_path / "run", progress=False)
+    assert result.steps == 20 and result.final_score is not None
+    assert set(advrl.load_run(tmp_path / "run").components) == set(slots)
