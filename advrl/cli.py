@@ -182,6 +182,20 @@ def cmd_recipe(args) -> int:
     return 0
 
 
+def cmd_recipe_diff(args) -> int:
+    """What differs between two resolved recipes (B with the overrides): the check that a
+    baseline, an ablation or a command-line swap changes only what it claims to."""
+    from advrl.recipe import format_diff, load_recipe, recipe_diff
+
+    # validated, but not assembled: a fine-tuning run's saved recipe reads its replay buffer's keys
+    a = load_recipe(args.a, check_flow=False)
+    b = load_recipe(args.b, args.overrides, check_flow=False)
+    differences = recipe_diff(a, b)
+    print(f"A: {args.a}\nB: {' '.join([args.b, *args.overrides])}")
+    print(format_diff(differences) if differences else "(no differences)")
+    return 0
+
+
 def cmd_data(args) -> int:
     import os
     import shlex
@@ -212,7 +226,8 @@ def cmd_data(args) -> int:
         if not local:
             print("  (none)")
         print(f"\nbuildable here (advrl data make ID; policies from {policies.policies_root(root)};")
-        print("  1M transitions (medium-replay: the replay up to the medium policy), or a size before -v0: advrl/hopper/medium-100k-v0):")
+        print("  1M transitions (medium-replay: the replay up to the medium policy), or a size before -v0: advrl/hopper/medium-100k-v0;")
+        print("  a seed tag after it names the collection seed, so builds live side by side: advrl/hopper/expert-10k-s1-v0):")
         for dataset_id in catalog.buildable_ids():
             missing = catalog.missing_policies(dataset_id, root)
             status = "built" if dataset_id in local else ("ready" if not missing else f"needs the {' and '.join(missing)} polic{'ies' if len(missing) > 1 else 'y'}")
@@ -448,14 +463,21 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("recipe")
     show.add_argument("overrides", nargs="*")
     show.set_defaults(func=cmd_recipe)
+    diff = recipe_sub.add_parser("diff", help="what differs between two resolved recipes (dotted key: A -> B; - only in A, + only in B)")
+    diff.add_argument("a", metavar="A", help="recipe file (a run's recipe.yaml too), or advrl:NAME.yaml")
+    diff.add_argument("b", metavar="B", help="recipe file (a run's recipe.yaml too), or advrl:NAME.yaml")
+    diff.add_argument("overrides", nargs="*", help="key=value overrides of B (e.g. components.value.name=expectile)")
+    diff.set_defaults(func=cmd_recipe_diff)
 
     data = sub.add_parser("data", help="datasets: build, mix, inspect; behaviour policies")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     data_sub.add_parser("list", help="local datasets, buildable ids with policy status, remote Minari ids").set_defaults(func=cmd_data)
-    make = data_sub.add_parser("make", help="build an advrl/<env>/<kind>-v0 dataset locally")
-    make.add_argument("id", help="e.g. advrl/hopper/medium-expert-v0 (see `advrl data list`)")
+    make = data_sub.add_parser("make", help="build an advrl/<env>/<kind>[-<size>][-s<seed>]-v0 dataset locally")
+    make.add_argument("id", help="e.g. advrl/hopper/medium-expert-v0, advrl/hopper/expert-10k-s1-v0 (see `advrl data list`)")
     make.add_argument("--size", type=int, default=None, help="transitions (default: a size tag in the id, e.g. medium-100k-v0; else 1M as in D4RL; medium-replay: the whole replay up to the medium policy)")
-    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--seed", type=int, default=None,
+                      help="collection seed (default: a seed tag in the id, e.g. expert-10k-s1-v0; else 0; "
+                      "medium-replay: its online run's seed)")
     make.add_argument("--proportions", help="shares of a mixture kind, e.g. random=0.25,medium=0.75 (default: equal)")
     make.add_argument("--run", metavar="RUN_DIR", help="medium-replay: the online run (default: the medium policy's recorded run)")
     make.add_argument("--retrain", action="store_true",

@@ -5,6 +5,17 @@ updates (which terms train which slot's parameters, on which schedule). Errors n
 recipe path of the offending key and the keys or values that are allowed there: every option
 declares its range or choices (``option(..., ge=0, le=1)``), checked with the interpolations,
 the device and the data flow when the recipe is loaded, before any run folder or data.
+
+``extends:`` names one parent recipe or a list of them (``extends: [advrl:a2pr/hopper-medium-expert.yaml,
+advrl:a2pr/ablations/no_behavior.yaml]``). The files of the extends graph are merged by their
+own keys, once each, in one order: every file after the files it extends (a shared ancestor
+such as base.yaml once, first), parents in the order listed, the recipe itself last (C3, as
+Python orders base classes). So a later parent overrides what an earlier one set but cannot
+bring back its ancestors' defaults, and ``slot: null`` removals (under components, updates,
+an update's optimize) apply to what the files before it merged. A file that sets fields of a
+slot an earlier file removed is refused; a recipe with several parents and no ``name`` is
+named after its file. Components that nothing uses, or that an update trains for no other
+component, are refused (:func:`advrl.learner.assembly.check_slot_use`).
 """
 
 from __future__ import annotations
@@ -283,25 +294,106 @@ def _import_user_modules(modules) -> None:
         raise RecipeError(str(err)) from None
 
 
-def _load_with_extends(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
+def _parents(cfg: DictConfig, path: Path) -> list[Path]:
+    """The files ``extends:`` names (a path or a list of paths), resolved from ``path``'s folder."""
+    parents = cfg.pop("extends", None)
+    if parents is None:
+        return []
+    parents = [parents] if isinstance(parents, str) else parents
+    if not isinstance(parents, (list, ListConfig)) or not all(isinstance(p, str) for p in parents):
+        raise RecipeError(f"Recipe {str(path)!r}: extends must be a recipe path or a list of them, got {parents!r}.")
+    return [recipe_path(p, path.parent).resolve() for p in parents]
+
+
+def _read_recipe_file(path: Path, files: dict[Path, tuple[DictConfig, list[Path]]]) -> list[Path]:
+    """Read ``path`` once into ``files`` (its own keys, its parents); return its parents."""
+    if path not in files:
+        cfg = _read_yaml(path)
+        _local_imports(cfg, path.parent)
+        files[path] = (cfg, _parents(cfg, path))
+    return files[path][1]
+
+
+def _linearise(path: Path, files: dict, seen: tuple[Path, ...] = ()) -> list[Path]:
+    """The recipe files of ``path``'s extends graph, most specific first: the recipe, then its
+    parents (the last listed first, since later parents win), each ancestor once and after
+    every file that extends it (C3, as Python orders base classes). Merging the files' own
+    keys in the reverse of this order applies the shared defaults once, so a later parent
+    cannot bring back what an earlier one changed."""
     path = path.resolve()
     if path in seen:
         raise RecipeError(f"Recipe {str(path)!r} extends itself through {' -> '.join(str(p) for p in seen)}.")
-    cfg = _read_yaml(path)
-    _local_imports(cfg, path.parent)
-    parents = cfg.pop("extends", None)
-    if parents is None:
-        return cfg
-    parents = [parents] if isinstance(parents, str) else list(parents)
-    merged = OmegaConf.create()
-    for parent in parents:
-        merged = _merge(merged, _load_with_extends(recipe_path(parent, path.parent), seen + (path,)))
-    # imports accumulate along the chain (a merge would replace the parents' list): the
-    # resolved recipe, which a run directory keeps, must register every component it names
-    imports = list(dict.fromkeys([*(merged.get("imports") or []), *(cfg.get("imports") or [])]))
-    merged = _merge(merged, cfg)
+    parents = _read_recipe_file(path, files)[::-1]
+    lines = [_linearise(parent, files, seen + (path,)) for parent in parents]
+    return [path, *_c3_merge([*lines, parents], path)]
+
+
+def _c3_merge(sequences: list[list[Path]], path: Path) -> list[Path]:
+    order: list[Path] = []
+    sequences = [list(s) for s in sequences if s]
+    while sequences:
+        head = next((s[0] for s in sequences if not any(s[0] in other[1:] for other in sequences)), None)
+        if head is None:
+            raise RecipeError(
+                f"Recipe {str(path)!r}: its extends lists order {', '.join(sorted({s[0].name for s in sequences}))} in "
+                "contradicting ways, so no merge order keeps every recipe after the ones it extends and the parents "
+                "in the order listed (a parent listed after a recipe that extends it would bring back the defaults "
+                "that recipe changed: list it first, or drop it)."
+            )
+        order.append(head)
+        sequences = [s[1:] if s[0] == head else s for s in sequences]
+        sequences = [s for s in sequences if s]
+    return order
+
+
+def _entries(cfg: DictConfig, section: str) -> list[tuple[Any, Any]]:
+    node = cfg.get(section)
+    return list(node.items_ex(resolve=False)) if isinstance(node, DictConfig) else []
+
+
+def _check_fragments(cfg: DictConfig, file: Path, merged: DictConfig, removed: dict[str, Path]) -> None:
+    """Refuse a file that sets fields of a slot or update an earlier file removed with null (and
+    none defined again since): the fields alone are no component (no name) or update (no terms)."""
+    for section, defining in (("components", "name"), ("updates", "terms")):
+        present = {key for key, _ in _entries(merged, section)}
+        for key, value in _entries(cfg, section):
+            where = f"{section}.{key}"
+            if isinstance(value, DictConfig) and defining not in value and where in removed and key not in present:
+                raise RecipeError(
+                    f"{file.name} sets fields of {where}, which {removed[where].name} (merged before it) removes "
+                    f"with {key}: null; extends merges parents in order and later ones win, so list "
+                    f"{removed[where].name} after the recipe that configures {where}."
+                )
+
+
+def _removals(cfg: DictConfig, file: Path) -> dict[str, Path]:
+    return {
+        f"{section}.{key}": file
+        for section in ("components", "updates")
+        for key, value in _entries(cfg, section)
+        if value is None
+    }
+
+
+def _load_with_extends(path: Path) -> DictConfig:
+    """The recipe at ``path`` merged with its extends graph: every file's own keys, ancestors
+    first (:func:`_linearise`), with swaps and null removals applied along the way."""
+    files: dict[Path, tuple[DictConfig, list[Path]]] = {}
+    order = _linearise(path, files)[::-1]
+    merged, imports, removed = OmegaConf.create(), [], {}
+    for file in order:
+        cfg = files[file][0]
+        _check_fragments(cfg, file, merged, removed)
+        removed.update(_removals(cfg, file))
+        # imports accumulate along the chain (a merge would replace the parents' list): the
+        # resolved recipe, which a run directory keeps, must register every component it names
+        imports += list(cfg.get("imports") or [])
+        merged = _merge(merged, cfg)
     if imports:
-        merged.imports = imports
+        merged.imports = list(dict.fromkeys(imports))
+    root, parents = files[path.resolve()]
+    if len(parents) > 1 and "name" not in root:
+        merged.name = path.stem  # no parent's name: a run of the combination is none of them
     return merged
 
 
@@ -357,7 +449,7 @@ def check_assembly(cfg: DictConfig, dataset_keys: tuple[str, ...] | None = None)
 
     from advrl.component import DataSpec
     from advrl.data.dataset import DATASET_KEYS
-    from advrl.learner.assembly import bind_components, build_components, check_data_flow
+    from advrl.learner.assembly import bind_components, build_components, check_data_flow, check_slot_use
 
     probe = copy.deepcopy(cfg)
     facts = {key: probe.dataset.get(key) if probe.dataset.get(key) is not None else value for key, value in PLACEHOLDER_FACTS.items()}
@@ -370,6 +462,7 @@ def check_assembly(cfg: DictConfig, dataset_keys: tuple[str, ...] | None = None)
         components = build_components(probe, DataSpec(**facts), bind=False)
     check_data_flow(probe, components, DATASET_KEYS if dataset_keys is None else dataset_keys)
     bind_components(components)
+    check_slot_use(probe, components)
     policy = probe.eval.policy
     if policy not in components or not hasattr(components[policy], "act"):
         raise RecipeError(f"eval.policy names {policy!r}, which is not an actor slot of the recipe.")
@@ -573,3 +666,54 @@ def as_container(value: Any) -> Any:
     if isinstance(value, (DictConfig, ListConfig)):
         return OmegaConf.to_container(value, resolve=True)
     return value
+
+
+# ---- differences between resolved recipes --------------------------------------------------
+ABSENT = object()  # a key one of two recipes does not have
+
+
+def recipe_diff(a: DictConfig, b: DictConfig) -> list[tuple[str, Any, Any]]:
+    """(dotted key, value in ``a``, value in ``b``) for every key whose resolved value differs;
+    ``ABSENT`` where one recipe lacks the key (a removed slot is one entry, not its fields)."""
+    differences: list[tuple[str, Any, Any]] = []
+    _diff(OmegaConf.to_container(a, resolve=True), OmegaConf.to_container(b, resolve=True), "", differences)
+    # dataset facts are filled in by advrl where the dataset is loaded (a run's saved recipe)
+    # and null elsewhere: known on one side only, they are no setting that differs
+    facts = {f"dataset.{key}" for key in PLACEHOLDER_FACTS}
+    return [d for d in differences if not (d[0] in facts and (d[1] is None or d[2] is None))]
+
+
+def _diff(a: dict, b: dict, prefix: str, out: list) -> None:
+    for key in [*a, *(k for k in b if k not in a)]:
+        path = f"{prefix}{key}"
+        left, right = a.get(key, ABSENT), b.get(key, ABSENT)
+        if isinstance(left, dict) and isinstance(right, dict):
+            _diff(left, right, f"{path}.", out)
+        elif left != right or (left is ABSENT) != (right is ABSENT):
+            out.append((path, left, right))
+
+
+def format_value(value: Any) -> str:
+    """A value as it would be written in a recipe's flow style: [256, 256], {name: vae}, null."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {format_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def format_diff(differences: list[tuple[str, Any, Any]]) -> str:
+    """One line per difference: ``key: A -> B``, ``- key: A`` (only in A), ``+ key: B`` (only in B)."""
+    lines = []
+    for path, left, right in differences:
+        if left is ABSENT:
+            lines.append(f"+ {path}: {format_value(right)}")
+        elif right is ABSENT:
+            lines.append(f"- {path}: {format_value(left)}")
+        else:
+            lines.append(f"  {path}: {format_value(left)} -> {format_value(right)}")
+    return "\n".join(lines)

@@ -69,3 +69,25 @@ def test_output_cut_short_by_the_reader_is_not_an_error():
     proc.stdout.close()  # before the process writes anything
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and b"Traceback" not in err, err.decode()
+
+
+def test_recipe_diff_prints_what_differs_between_two_a2pr_variants(capsys):
+    assert main(["recipe", "diff", "advrl:a2pr.yaml", "advrl:a2pr/hopper-medium.yaml", "components.constraint.weight=0.3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["A: advrl:a2pr.yaml", "B: advrl:a2pr/hopper-medium.yaml components.constraint.weight=0.3"]
+    assert set(lines[2:]) == {
+        "  name: a2pr -> a2pr-hopper-medium",
+        "  dataset.id: advrl/hopper/medium-100k-v0 -> advrl/hopper/medium-v0",
+        "  components.critic_loss.gamma: 0.99 -> 0.995",
+        "  components.value.gamma: 0.99 -> 0.995",  # resolved: the interpolation follows the critic's gamma
+        "  components.constraint.weight: 0.5 -> 0.3",
+    }
+    assert main(["recipe", "diff", "advrl:a2pr.yaml", "advrl:a2pr/ablations/plain_bc.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "- components.behavior: {name: vae, hidden_sizes: [750, 750]," in out
+    assert "- updates.value: {terms: [value]," in out
+    assert "  components.constraint.name: a2pr_adaptive -> bc_mse" in out
+    assert main(["recipe", "diff", "advrl:td3bc.yaml", "advrl:td3bc.yaml"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "(no differences)"
+    assert main(["recipe", "diff", "advrl:td3bc.yaml", "advrl:nope.yaml"]) == 1
+    assert "does not exist" in capsys.readouterr().err

@@ -15,9 +15,12 @@ and kind one of
 Each share is collected by its own seeded stream (stream = level index), so the medium half
 of ``medium-expert`` is the start of ``medium`` built with the same seed. Sizes: D4RL's 1M
 transitions (``medium-replay``: the whole replay prefix), unless the id carries a size tag:
-``advrl/hopper/medium-100k-v0`` is 100k transitions of the medium policy. Tagged ids keep
-small and full-size datasets apart in one store; the recipes' default dataset is a tagged
-one, so that building it on first use takes about a minute.
+``advrl/hopper/medium-100k-v0`` is 100k transitions of the medium policy. A seed tag after it
+names the collection seed: ``advrl/hopper/expert-10k-s1-v0`` is 10k expert transitions
+collected with seed 1 (``medium-replay-s2``: the replay of an online run trained with seed 2).
+Tagged ids keep builds of one kind apart in one store (a study's small or re-seeded datasets
+beside the full ones); the recipes' default dataset is a tagged one, so that building it on
+first use takes about a minute.
 
 Scores use D4RL's reference returns (``REF_MIN_SCORE``/``REF_MAX_SCORE`` in d4rl/infos.py of
 github.com/Farama-Foundation/D4RL), so they
@@ -70,9 +73,13 @@ REMOTE_ENVS = (
     "walker2d",
 )
 REMOTE_LEVELS = ("medium", "expert")
-# an optional size tag (``-100k``, ``-2m``, ``-5000``) before ``-v0`` names a dataset of that
-# many transitions, so datasets of one kind and different sizes live side by side in a store
-_PATTERN = re.compile(r"^advrl/(?P<env>[a-z0-9]+)/(?P<kind>[a-z-]+?)(?:-(?P<size>[1-9][0-9]*)(?P<unit>[km]?))?-v0$")
+# an optional size tag (``-100k``, ``-2m``, ``-5000``) and then an optional seed tag (``-s1``)
+# before ``-v0`` name a dataset of that many transitions collected with that seed, so builds of
+# one kind with different sizes or seeds live side by side in a store
+_PATTERN = re.compile(
+    r"^advrl/(?P<env>[a-z0-9]+)/(?P<kind>[a-z-]+?)(?:-(?P<size>[1-9][0-9]*)(?P<unit>[km]?))?(?:-s(?P<seed>0|[1-9][0-9]*))?-v0$"
+)
+ID_FORM = "advrl/<env>/<kind>[-<size>][-s<seed>]-v0"
 _UNITS = {"": 1, "k": 1_000, "m": 1_000_000}
 
 
@@ -111,17 +118,47 @@ def size_tag(dataset_id: str) -> int | None:
     return int(match["size"]) * _UNITS[match["unit"]] if match["size"] else None
 
 
+def seed_tag(dataset_id: str) -> int | None:
+    """The collection seed an id's seed tag names (``advrl/hopper/expert-10k-s1-v0``: 1)."""
+    match = _match(dataset_id)
+    if match is None:
+        raise unknown_id_error(dataset_id)
+    return int(match["seed"]) if match["seed"] is not None else None
+
+
+def _malformed_tags(dataset_id: str) -> str | None:
+    """For ``advrl/<env>/<kind>-<something>-v0`` with a known env and kind but tags that do not
+    parse, the one-line error naming the valid form; else None."""
+    loose = re.match(r"^advrl/(?P<env>[a-z0-9]+)/(?P<rest>.+)-v0$", dataset_id)
+    if loose is None or loose["env"] not in ENVS:
+        return None
+    kinds = [kind for kind in KINDS if loose["rest"].startswith(kind + "-")]
+    if not kinds:
+        return None
+    kind = max(kinds, key=len)
+    tags = loose["rest"][len(kind):]
+    return (
+        f"Dataset id {dataset_id!r} has malformed tags {tags!r}: the form is {ID_FORM}, an optional size tag "
+        "(transitions: 300, 100k, 2m) then an optional seed tag (s0, s1, ...), "
+        f"e.g. advrl/{loose['env']}/{kind}-10k-s1-v0."
+    )
+
+
 def is_buildable(dataset_id: str) -> bool:
     return _match(dataset_id) is not None
 
 
 def unknown_id_error(dataset_id: str, candidates=(), what: str = "advrl cannot build") -> UnknownDatasetError:
+    malformed = _malformed_tags(dataset_id)
+    if malformed:
+        return UnknownDatasetError(malformed)
     pool = list(dict.fromkeys([*candidates, *buildable_ids()]))
     close = difflib.get_close_matches(dataset_id, pool, n=3, cutoff=0.6)
     hint = f" Did you mean {' or '.join(close)}?" if close else ""
     return UnknownDatasetError(
         f"{what} {dataset_id!r}.{hint} Buildable ids are advrl/<env>/<kind>-v0 with env in {', '.join(ENVS)} "
-        f"and kind in {', '.join(KINDS)}, optionally with a size tag (advrl/hopper/medium-100k-v0); "
+        f"and kind in {', '.join(KINDS)}, optionally with a size tag and a seed tag ({ID_FORM}, e.g. "
+        "advrl/hopper/medium-100k-v0, advrl/hopper/expert-10k-s1-v0); "
         "`advrl data list` shows what is local and buildable."
     )
 
@@ -152,16 +189,15 @@ def _check_request(dataset_id: str, size, seed, proportions, policies_root, run_
     from advrl.data.collect import dataset_path
 
     env, kind = parse(dataset_id)
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise DatasetError(f"The seed must be a non-negative integer, got {seed!r}.")
+    seed = _seed(dataset_id, seed)
     if size is not None and (not isinstance(size, (int, np.integer)) or size < 1):
         raise DatasetError(f"The size must be a positive number of transitions, got {size!r}.")
     path = dataset_path(dataset_id)
     if os.path.exists(path):
         raise DatasetError(
             f"Dataset {dataset_id!r} already exists at {path}; delete that folder to rebuild it "
-            "(another size is another id: put a size tag before -v0, e.g. advrl/hopper/medium-100k-v0; "
-            "another seed needs another MINARI_DATASETS_PATH root)."
+            "(another size or seed is another id: put tags before -v0, e.g. advrl/hopper/medium-100k-v0, "
+            "advrl/hopper/medium-100k-s1-v0)."
         )
     tagged = size_tag(dataset_id)
     if size is not None and tagged is not None and size != tagged:
@@ -174,7 +210,20 @@ def _check_request(dataset_id: str, size, seed, proportions, policies_root, run_
     for level in levels:
         if not policies.has(env, level, policies_root):
             raise policies.missing_policy_error(env, level, policies_root)
-    return env, kind, size, levels, shares
+    if kind == "medium-replay":  # checked before a retraining, and before the build's lock file
+        seed = _replay_seed(dataset_id, env, seed, run_dir, retrain, policies_root)
+    return env, kind, size, seed, levels, shares
+
+
+def _seed(dataset_id: str, seed) -> int | None:
+    """The collection seed of a request: the id's seed tag, or ``seed`` (which must not
+    contradict the tag). None: not given (collections use 0; medium-replay its run's seed)."""
+    if seed is not None and (not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise DatasetError(f"The seed must be a non-negative integer, got {seed!r}.")
+    tagged = seed_tag(dataset_id)
+    if seed is not None and tagged is not None and seed != tagged:
+        raise DatasetError(f"{dataset_id} names its seed ({tagged}); --seed {seed} contradicts it: drop one.")
+    return tagged if seed is None else int(seed)
 
 
 @contextlib.contextmanager
@@ -202,7 +251,7 @@ def make_lock(dataset_id: str) -> Iterator[None]:
 def build(
     dataset_id: str,
     size: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     proportions: dict[str, float] | None = None,
     policies_root=None,
     run_dir: str | os.PathLike | None = None,
@@ -211,6 +260,8 @@ def build(
 ) -> str:
     """Build ``dataset_id`` into the local Minari store; returns its path.
 
+    ``seed`` is the collection seed (default: the id's seed tag, else 0; medium-replay: the
+    seed of the online run it reads, which a given seed or tag must match).
     ``proportions`` (level -> share of transitions, summing to 1) overrides the equal shares
     of a mixture kind; ``run_dir`` overrides the online run medium-replay reads (default: the
     run recorded with the medium policy); ``retrain`` trains that run again first when it is
@@ -225,7 +276,7 @@ def build(
 def _build(
     dataset_id: str,
     size: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     proportions: dict[str, float] | None = None,
     policies_root=None,
     run_dir: str | os.PathLike | None = None,
@@ -236,7 +287,7 @@ def _build(
     from advrl.data.collect import collect_episodes, renumber, stream_rng, write_minari_dataset
     from advrl.data.mix import split_counts
 
-    env, kind, size, levels, shares = _check_request(dataset_id, size, seed, proportions, policies_root, run_dir, retrain)
+    env, kind, size, seed, levels, shares = _check_request(dataset_id, size, seed, proportions, policies_root, run_dir, retrain)
     env_id, ref_min, ref_max = ENVS[env]
     started = time.perf_counter()
     log = log or (lambda message: None)
@@ -255,6 +306,7 @@ def _build(
         log(f"{dataset_id}: reading the replay buffer of the medium policy's online run")
         episodes, sources = replay_episodes(env, size, run_dir, policies_root, step)
     else:
+        seed = 0 if seed is None else seed
         total = default_size(dataset_id) if size is None else int(size)
         counts = split_counts(total, shares, [f"the {level} share" for level in levels])
         episodes, sources = [], []
@@ -278,7 +330,7 @@ def _build(
         episodes = renumber(episodes)
 
     n_steps = sum(len(e.rewards) for e in episodes)
-    command = ["advrl", "data", "make", dataset_id, "--seed", str(seed)]
+    command = ["advrl", "data", "make", dataset_id] + (["--seed", str(seed)] if seed is not None else [])
     if size is not None:
         command += ["--size", str(size)]
     if proportions:
@@ -344,6 +396,35 @@ def summary_line(dataset_id, env_id, size, n_episodes, what, seed, returns) -> s
 
 
 # ---- medium-replay ----------------------------------------------------------------------
+def _replay_seed(dataset_id: str, env: str, seed: int | None, run_dir, retrain: bool, policies_root) -> int | None:
+    """The seed of the online run whose replay medium-replay reads (``run_dir`` when it holds a
+    run, else the medium policy's recorded run, which ``retrain`` trains again); a requested
+    seed (tag or --seed) must be that run's, since the run collected the replay, not this build."""
+    from advrl.data import policies
+
+    saved = Path(run_dir) / "recipe.yaml" if run_dir is not None else None
+    if saved is not None and saved.is_file():
+        recipe, where = _read_yaml_mapping(saved), f"the run {run_dir}"
+    elif run_dir is None or retrain:
+        recipe, where = policies.read_record(env, "medium", policies_root).get("recipe"), "the medium policy's recorded run"
+    else:
+        recipe, where = None, ""
+    run_seed = recipe.get("seed") if isinstance(recipe, dict) else None
+    if seed is not None and run_seed is not None and int(run_seed) != seed:
+        raise DatasetError(
+            f"{dataset_id} is the replay of an online run trained with seed {seed}, but {where} used seed {run_seed}. "
+            f"Train one with seed {seed} (advrl online RECIPE seed={seed}) and build from it with --run RUN_DIR."
+        )
+    return seed if run_seed is None else int(run_seed)
+
+
+def _read_yaml_mapping(path: Path) -> dict | None:
+    import yaml
+
+    loaded = yaml.safe_load(path.read_text())
+    return loaded if isinstance(loaded, dict) else None
+
+
 def _holds_replay_to_medium(run_dir: Path, env: str, policies_root) -> bool:
     from advrl.data import policies
 

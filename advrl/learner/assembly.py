@@ -149,3 +149,74 @@ def compute_dtypes(recipe: DictConfig, device) -> dict:
     else ``train.precision``; bf16 falls back to float32 where the device has no bf16."""
     default = recipe.train.get("precision", "fp32")
     return {slot: compute_dtype(entry.get("precision", default), device) for slot, entry in recipe.components.items()}
+
+
+
+
+def check_slot_use(recipe: DictConfig, components: dict[str, Component]) -> None:
+    """Refuse components that a run would build (and train) without using them.
+
+    A slot must be placed: listed by an update (terms, optimize, update_targets), named by
+    another component's slot field, or be ``eval.policy``. A slot an update trains must also be
+    used by something other than its own training terms: another component naming it, another
+    term reading what it writes, or evaluation. Otherwise an ablation that cuts a reference
+    (``constraint.behavior: null``) but keeps the VAE would train it for nothing, on the run's
+    random stream, under a recipe that claims to have removed it. An error, not a warning: a
+    warning scrolls past in a sweep's logs, and the fix is one override."""
+    named_by = _named_by(components)
+    placed = {recipe.eval.policy}
+    for update in recipe.updates.values():
+        placed |= {*update.terms, *update.optimize, *update.update_targets}
+    for slot_name, component in components.items():
+        if slot_name not in placed and not named_by[slot_name]:
+            raise RecipeError(
+                f"components.{slot_name} ({component.kind} {component.name!r}) is not used: no update lists it "
+                "(terms, optimize, update_targets) and no component names it. Remove it "
+                f"(components.{slot_name}=null) or use it."
+            )
+    for update_name, update in recipe.updates.items():
+        for slot_name in update.optimize:
+            if slot_name == recipe.eval.policy:
+                continue
+            users = named_by[slot_name] | _readers(recipe, components, slot_name)
+            if not users - _trainers(recipe, components, slot_name) - {slot_name}:
+                component = components[slot_name]
+                raise RecipeError(
+                    f"updates.{update_name} trains components.{slot_name} ({component.kind} {component.name!r}), but "
+                    f"nothing else uses it: no other component names it in a field and no other term reads what it "
+                    f"writes, so it would be trained and never used. Remove it (components.{slot_name}=null, and "
+                    f"from updates.{update_name}) or refer to it."
+                )
+
+
+def _named_by(components: dict[str, Component]) -> dict[str, set[str]]:
+    """slot -> the other slots whose slot fields (e.g. ``constraint.behavior``) name it."""
+    named_by: dict[str, set[str]] = {slot_name: set() for slot_name in components}
+    for slot_name, component in components.items():
+        for field_name in component.slot_fields():
+            target = getattr(component.config, field_name)
+            if target in named_by and target != slot_name:
+                named_by[target].add(slot_name)
+    return named_by
+
+
+def _readers(recipe: DictConfig, components: dict[str, Component], slot_name: str) -> set[str]:
+    """The terms, in any update, that read a batch key ``slot_name`` writes."""
+    written = set(components[slot_name].write_keys())
+    terms = {term for update in recipe.updates.values() for term in update.terms}
+    return {term for term in terms if term != slot_name and written & set(components[term].read_keys())}
+
+
+def _trainers(recipe: DictConfig, components: dict[str, Component], slot_name: str) -> set[str]:
+    """The terms whose losses train ``slot_name``'s parameters: using a module only to train it
+    is not using it."""
+    trainers = set()
+    for update in recipe.updates.values():
+        if slot_name not in update.optimize:
+            continue
+        chosen = update.optimize[slot_name].losses
+        for term in update.terms:
+            losses = set(components[term].loss_keys())
+            if losses and (chosen is None or losses & set(chosen)):
+                trainers.add(term)
+    return trainers

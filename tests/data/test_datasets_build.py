@@ -733,3 +733,52 @@ def test_committed_medium_records_keep_a_retrainable_recipe(env):
     actor = OmegaConf.to_container(recipe.components[recipe.eval.policy], resolve=True)
     assert actor["name"] == record["actor"]["name"]
     assert {k: actor[k] for k in record["actor"]["config"]} == record["actor"]["config"]
+
+
+# ---- seed tags: several builds of one kind side by side ---------------------------------------
+def test_seed_tags_parse_and_malformed_tags_name_the_valid_form():
+    assert catalog.seed_tag("advrl/hopper/expert-10k-s1-v0") == 1 and catalog.size_tag("advrl/hopper/expert-10k-s1-v0") == 10_000
+    assert catalog.parse("advrl/hopper/medium-replay-s2-v0") == ("hopper", "medium-replay")
+    assert catalog.seed_tag("advrl/hopper/medium-replay-s2-v0") == 2 and catalog.size_tag("advrl/hopper/medium-replay-s2-v0") is None
+    assert catalog.seed_tag("advrl/hopper/random-medium-expert-s0-v0") == 0 and catalog.seed_tag("advrl/hopper/expert-v0") is None
+    assert catalog.default_size("advrl/hopper/expert-s4-v0") == catalog.FULL_SIZE
+    for bad in ("advrl/hopper/expert-s1-10k-v0", "advrl/hopper/expert-10k-s-v0", "advrl/hopper/expert-10k-s01-v0",
+                "advrl/hopper/expert-seed1-v0", "advrl/hopper/medium-replay-10x-v0"):
+        assert not catalog.is_buildable(bad)
+        with pytest.raises(catalog.UnknownDatasetError) as err:
+            catalog.parse(bad)
+        message = str(err.value)
+        assert "\n" not in message and "has malformed tags" in message and "advrl/<env>/<kind>[-<size>][-s<seed>]-v0" in message
+
+
+def test_seed_tagged_builds_live_side_by_side_and_are_listed(store, capsys):
+    assert main(["data", "make", "advrl/hopper/expert-300-s1-v0"]) == 0
+    assert json.loads(capsys.readouterr().out)["seed"] == 1
+    catalog.build("advrl/hopper/expert-300-s2-v0")
+    catalog.build("advrl/hopper/expert-300-v0", seed=1)  # the same collection under an untagged id
+    assert read_record("advrl/hopper/expert-300-s2-v0")["seed"] == 2
+    assert read_record("advrl/hopper/expert-300-s1-v0")["command"] == "advrl data make advrl/hopper/expert-300-s1-v0 --seed 1 --size 300"
+    obs = {i: np.concatenate([ep.observations for ep in episodes_of(i)]) for i in ("advrl/hopper/expert-300-s1-v0", "advrl/hopper/expert-300-s2-v0", "advrl/hopper/expert-300-v0")}
+    np.testing.assert_array_equal(obs["advrl/hopper/expert-300-s1-v0"], obs["advrl/hopper/expert-300-v0"])
+    assert obs["advrl/hopper/expert-300-s1-v0"].shape != obs["advrl/hopper/expert-300-s2-v0"].shape or not np.array_equal(
+        obs["advrl/hopper/expert-300-s1-v0"], obs["advrl/hopper/expert-300-s2-v0"])
+    assert main(["data", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "advrl/hopper/expert-300-s1-v0" in listed and "advrl/hopper/expert-300-s2-v0" in listed and "seed 2]" in listed
+    with pytest.raises(DatasetError, match=r"names its seed \(1\); --seed 2 contradicts it"):
+        catalog.build("advrl/hopper/expert-300-s1-v0", seed=2)
+    assert main(["data", "make", "advrl/hopper/expert-s1-300-v0"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "has malformed tags '-s1-300'" in err
+
+
+def test_medium_replay_seed_tag_is_its_online_runs_seed(store, fake_run):
+    """The replay is collected by the online run (fake_run: seed 3), so a seed tag names that run."""
+    catalog.build("advrl/hopper/medium-replay-s3-v0")  # the medium policy's recorded run
+    assert read_record("advrl/hopper/medium-replay-s3-v0")["seed"] == 3
+    catalog.build("advrl/hopper/medium-replay-100-s3-v0", run_dir=fake_run)
+    assert read_record("advrl/hopper/medium-replay-100-s3-v0")["size"] == 100
+    for run_dir in (None, fake_run):
+        with pytest.raises(DatasetError, match=r"online run trained with seed 2, but .* used seed 3.*--run RUN_DIR"):
+            catalog.build("advrl/hopper/medium-replay-s2-v0", run_dir=run_dir)
+    assert "medium-replay-s2" not in " ".join(os.listdir(store / "advrl" / "hopper") + os.listdir(store))  # no lock file either

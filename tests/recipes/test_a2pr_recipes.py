@@ -128,7 +128,8 @@ def test_per_dataset_recipe_trains_with_its_published_settings(minari_root, tiny
 
 
 def test_every_per_dataset_recipe_is_listed():
-    assert {p.stem for p in (RECIPES / "a2pr").glob("*.yaml")} == set(PUBLISHED)
+    per_dataset = {p.stem for p in (RECIPES / "a2pr").glob("*.yaml") if not p.stem.startswith("baseline_")}
+    assert per_dataset == set(PUBLISHED)
 
 
 @pytest.mark.parametrize("dataset", sorted(PUBLISHED))

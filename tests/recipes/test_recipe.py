@@ -129,10 +129,11 @@ def test_swapping_in_a_term_with_an_unsatisfied_key_names_key_and_provider():
 
 
 def test_swap_works_when_keys_are_satisfied():
-    """IQL with its AWR constraint swapped for BC-MSE: one override plus listing the actor term."""
+    """IQL with its AWR constraint swapped for BC-MSE: one override plus listing the actor term
+    (and removing the advantage, which nothing would read any more)."""
     recipe = load_recipe(
         RECIPES / "iql.yaml",
-        ["components.constraint.name=bc_mse", "updates.actor.terms=[actor,constraint]"],
+        ["components.constraint.name=bc_mse", "updates.actor.terms=[actor,constraint]", "components.advantage=null"],
         dataset_facts=vars(SPEC),
     )
     _, (updates, _) = build(recipe)
@@ -174,3 +175,80 @@ def test_builtin_recipes_are_named_by_prefix_from_any_folder(tmp_path, monkeypat
         load_recipe("advrl:td3_bc.yaml")
     runs = sweep.plan("advrl:bc.yaml", ["seed=0,1"], tmp_path / "sweep")
     assert runs[0].command()[4] == str((RECIPES / "bc.yaml").resolve())
+
+
+# ---- composition: extends lists, removals, unused components, recipe_diff ------------------
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_extends_list_merges_each_file_once_so_a_later_parent_keeps_the_earlier_ones_settings(tmp_path):
+    """A per-dataset recipe plus an ablation: the ablation (second) does not bring A2PR's defaults
+    back over the per-dataset file (first), and its null removals apply to the merged tree."""
+    combo = write(
+        tmp_path / "hme_no_behavior.yaml",
+        "extends: [advrl:a2pr/hopper-medium-expert.yaml, advrl:a2pr/ablations/no_behavior.yaml]\n",
+    )
+    recipe = load_recipe(combo)
+    assert recipe.dataset.id == "advrl/hopper/medium-expert-v0"
+    assert recipe.components.constraint.weight == 4.0 and recipe.components.constraint.behavior is None
+    assert "behavior" not in recipe.components and "selector" not in recipe.components
+    assert set(recipe.updates) == {"critic", "value", "actor"}
+    assert list(recipe.updates.actor.terms) == ["advantage", "actor", "actor_loss", "constraint"]
+    assert recipe.name == "hme_no_behavior"  # neither parent's name: the run is neither of them
+    # the other order is refused: the per-dataset file would set fields of the removed VAE
+    reverse = write(
+        tmp_path / "reverse.yaml",
+        "extends: [advrl:a2pr/ablations/no_behavior.yaml, advrl:a2pr/hopper-medium-expert.yaml]\n",
+    )
+    with pytest.raises(RecipeError, match=r"hopper-medium-expert.yaml sets fields of components.behavior, which no_behavior.yaml"):
+        load_recipe(reverse)
+
+
+def test_extends_graph_is_linearised_shared_ancestor_once_later_parent_wins(tmp_path):
+    write(tmp_path / "root.yaml", f"extends: {RECIPES / 'td3bc.yaml'}\nseed: 1\ntrain: {{steps: 100, batch_size: 64}}\n")
+    write(tmp_path / "left.yaml", "extends: root.yaml\ntrain: {steps: 200}\neval: {episodes: 3}\n")
+    write(tmp_path / "right.yaml", "extends: root.yaml\ntrain: {batch_size: 32}\neval: {episodes: 4}\n")
+    both = load_recipe(write(tmp_path / "both.yaml", "extends: [left.yaml, right.yaml]\nname: both\n"))
+    # each parent contributes what its own file sets; where both set a key, the later wins
+    assert (both.seed, both.train.steps, both.train.batch_size, both.eval.episodes) == (1, 200, 32, 4)
+    assert both.components.actor_loss.alpha == 2.5  # td3bc.yaml, reached through both parents
+    # parents whose own chains order two files in contradicting ways cannot be merged
+    write(tmp_path / "lr.yaml", "extends: [left.yaml, right.yaml]\n")
+    write(tmp_path / "rl.yaml", "extends: [right.yaml, left.yaml]\n")
+    with pytest.raises(RecipeError, match="contradicting"):
+        load_recipe(write(tmp_path / "cross.yaml", "extends: [lr.yaml, rl.yaml]\n"))
+    with pytest.raises(RecipeError, match="extends must be a recipe path or a list of them"):
+        load_recipe(write(tmp_path / "bad.yaml", "extends: {a: 1}\n"))
+
+
+def test_a_component_nothing_uses_is_refused_naming_its_slot():
+    # a slot no update lists and no component names
+    with pytest.raises(RecipeError, match=r"components.extra \(constraint 'bc_mse'\) is not used"):
+        load_recipe(RECIPES / "td3bc.yaml", ["components.extra.kind=constraint", "components.extra.name=bc_mse"])
+    # the VAE still trained by updates.behavior after the constraint stopped reading it
+    with pytest.raises(RecipeError, match=r"updates.behavior trains components.behavior \(behavior 'vae'\), but nothing else uses it"):
+        load_recipe(RECIPES / "a2pr.yaml", ["components.constraint.behavior=null"])
+    # removing both the VAE and its update is what no_behavior.yaml does: that loads
+    assert "behavior" not in load_recipe(RECIPES / "a2pr" / "ablations" / "no_behavior.yaml").components
+
+
+def test_recipe_diff_names_what_a_command_line_swap_left_at_its_defaults():
+    """A swapped component's entry holds every default of the new component (so a saved recipe
+    records them), and recipe_diff shows where they part from the shipped ablation."""
+    from advrl.recipe import ABSENT, recipe_diff
+
+    swapped = load_recipe(RECIPES / "a2pr.yaml", ["components.value.name=expectile"])
+    assert set(swapped.components.value) >= {"name", "expectile", "hidden_sizes", "q", "use_target_critic"}
+    shipped = load_recipe(RECIPES / "a2pr" / "ablations" / "expectile_value.yaml")
+    assert recipe_diff(shipped, swapped) == [
+        ("name", "a2pr-expectile-value", "a2pr"),
+        ("components.value.hidden_sizes", [256, 256, 256, 256], [256, 256]),
+    ]
+    removed = dict((k, (a, b)) for k, a, b in recipe_diff(load_recipe(RECIPES / "a2pr.yaml"), load_recipe(RECIPES / "a2pr" / "ablations" / "no_behavior.yaml")))
+    assert removed["components.behavior"][1] is ABSENT and removed["updates.behavior"][1] is ABSENT
+    assert removed["components.constraint.behavior"] == ("behavior", None)
+    # a run's saved recipe knows its dataset's facts, a recipe file does not: that is no difference
+    saved = load_recipe(RECIPES / "a2pr.yaml", dataset_facts=vars(SPEC))
+    assert recipe_diff(saved, load_recipe(RECIPES / "a2pr.yaml")) == []
