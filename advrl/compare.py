@@ -635,7 +635,7 @@ def plot_curves(summaries: list[Summary], path: str | Path, title: str, band: st
     axis = figure.add_subplot(1, 1, 1)
     runs = [r for s in summaries for r in s.runs]
     for summary in summaries:
-        curves = [r.curve for r in summary.runs if r.curve]
+        curves = [r.curve for r in summary.runs if r.curve and not r.error]  # a failed run's curve would cut the others short
         if not curves:
             continue
         length = min(len(c) for c in curves)
@@ -680,6 +680,7 @@ def plot_scores(summaries: list[Summary], path: str | Path, title: str) -> None:
         point, low, high = summary.estimates["iqm"]
         axis.errorbar([x], [point], yerr=[[point - low], [high - point]], fmt="o", capsize=6, markersize=8, zorder=3)
     axis.set_xticks(range(len(scored)), [s.label for s in scored], rotation=20, ha="right")
+    axis.set_xlim(-0.6, len(scored) - 0.4)
     runs = [r for s in scored for r in s.runs]
     axis.set_ylabel(f"{'normalised score' if all(r.has_scores for r in runs) else 'return'} per run; IQM [95 % CI]")
     axis.set_title(title)
