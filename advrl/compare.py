@@ -93,6 +93,9 @@ class RunRecord:
         if not self.noise:
             return {}
         step = max(r["step"] for r in self.noise)
+        budget = ((self.recipe or {}).get("train") or {}).get("steps")
+        if isinstance(budget, int) and step < budget:  # evaluated before the run was grown: not its end any more
+            return {}
         return {(r["noise_space"], float(r["obs_noise"])): _score(r, self.has_scores and "score_mean" in r)
                 for r in self.noise if r["step"] == step}
 
@@ -160,6 +163,13 @@ def read_error(folder: Path) -> str | None:
     return lines[0] if lines else "(no message)"
 
 
+def noise_key(record: dict) -> tuple:
+    """What makes two noise evaluations the same one (computed once): checkpoint step, level,
+    space, episodes and evaluation seed."""
+    return (int(record["step"]), float(record["obs_noise"]), str(record["noise_space"]), int(record["episodes"]),
+            int(record["seed"]))
+
+
 def read_noise(folder: Path) -> list[dict]:
     """The noise evaluations `advrl eval` saved in the run (advrl.run.read_noise_results, read
     here without importing torch)."""
@@ -168,7 +178,7 @@ def read_noise(folder: Path) -> list[dict]:
     for line in path.read_text().splitlines() if path.is_file() else []:
         try:
             record = json.loads(line)
-            key = (record["step"], float(record["obs_noise"]), record["noise_space"], record["episodes"], record["seed"])
+            key = noise_key(record)
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             continue
         latest[key] = record  # a record evaluated again (--force) replaces the earlier one
@@ -287,10 +297,12 @@ def _split_by_configuration(label: str, runs: list[RunRecord]) -> dict[str, list
     if not differing:
         return {label: runs}
     groups: dict[str, list[RunRecord]] = {}
+    spellings: dict[tuple[str, str], str] = {}  # one text per value: 1e12 and 1.0e12 stay one group
     for run in runs:
         flat = _flatten(run.recipe) if run.recipe is not None else {}
         spelled = _folder_overrides(run.path)
-        values = ", ".join(f"{key}={_spelling(spelled.get(key), flat.get(key))}" for key in differing)
+        texts = [spellings.setdefault((key, repr(flat.get(key))), _spelling(spelled.get(key), flat.get(key))) for key in differing]
+        values = ", ".join(f"{key}={text}" for key, text in zip(differing, texts, strict=True))
         groups.setdefault(f"{label} ({values})", []).append(run)
     return groups
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from advrl.compare import NOISE_FILE, find_runs, noise_key, read_noise
 from advrl.component import Component, DataSpec
 from advrl.data.dataset import DatasetInfo, ObservationNormalizer
 from advrl.device import resolve_device
@@ -22,10 +23,6 @@ from advrl.learner.assembly import build_components, compute_dtypes
 from advrl.learner.checkpoint import CheckpointError, load_latest
 from advrl.learner.trainer import CHECKPOINT, RECIPE_FILE, make_policy
 from advrl.recipe import load_recipe
-
-NOISE_FILE = "eval_noise.jsonl"  # one record per (checkpoint step, noise level, space, episodes, seed)
-# what makes two noise evaluations the same one: the same record is never computed twice
-NOISE_KEY = ("step", "obs_noise", "noise_space", "episodes", "seed")
 
 
 @dataclass
@@ -87,13 +84,15 @@ class Run:
         if noise_space not in NOISE_SPACES:
             raise CheckpointError(f"noise space must be one of {', '.join(NOISE_SPACES)}, not {noise_space!r}.")
         episodes = int(episodes or self.recipe.eval.episodes)
-        saved = {_noise_key(r): r for r in self.noise_results()}
+        if episodes < 1:
+            raise CheckpointError(f"{self.run_dir}'s recipe evaluates no episodes (eval.episodes=0): give --episodes N.")
+        saved = {noise_key(r): r for r in self.noise_results()}
         results = []
         for level in levels:
             key = dict(step=self.step, obs_noise=float(level), noise_space=noise_space, episodes=episodes,
                        seed=self.evaluation_seed(seed))
-            if not force and _noise_key(key) in saved:
-                results.append({**saved[_noise_key(key)], "skipped": True})
+            if not force and noise_key(key) in saved:
+                results.append({**saved[noise_key(key)], "skipped": True})
                 continue
             started = time.perf_counter()
             result = self.evaluate(episodes, key["obs_noise"], key["seed"], noise_space)
@@ -104,25 +103,11 @@ class Run:
         return results
 
 
-def _noise_key(record: dict) -> tuple:
-    return tuple(float(record[k]) if k == "obs_noise" else record[k] for k in NOISE_KEY)
-
-
 def read_noise_results(run_dir: str | Path) -> list[dict]:
     """The records of ``RUN/eval_noise.jsonl`` (none when it does not exist); a line cut short
-    by an interruption is skipped. A record evaluated again with ``--force`` replaces the
-    earlier one."""
-    path = Path(run_dir) / NOISE_FILE
-    if not path.is_file():
-        return []
-    latest: dict[tuple, dict] = {}
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-            latest[_noise_key(record)] = record
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            continue
-    return list(latest.values())
+    by an interruption is skipped, and a record evaluated again with ``force`` replaces the
+    earlier one (:func:`advrl.compare.read_noise`, which compare reads without torch)."""
+    return read_noise(Path(run_dir))
 
 
 def evaluate_runs(paths: Iterable[str | Path], levels: Iterable[float], episodes: int | None = None,
@@ -131,8 +116,6 @@ def evaluate_runs(paths: Iterable[str | Path], levels: Iterable[float], episodes
     """:meth:`Run.evaluate_noise` for every run at or below ``paths`` (run folders, or sweep and
     study folders above them, found as ``advrl compare`` finds them): run folder -> records.
     A run without a checkpoint yet is skipped with a warning when others are evaluated."""
-    from advrl.compare import find_runs
-
     levels = [float(level) for level in levels]
     folders = [folder for path in paths for folder in find_runs(path)]
     results: dict[str, list[dict]] = {}

@@ -86,6 +86,11 @@ def test_labels_keep_the_overrides_as_the_sweep_folder_spells_them(tmp_path):
     # a folder whose name does not say what the recipe holds does not relabel it
     make_run(tmp_path / "x" / "updates.actor.optimize.actor.lr=5", "bc", 2, [1, 2], extra={"updates": {"actor": {"optimize": {"actor": {"lr": 0.1}}}}})
     assert "bc (updates.actor.optimize.actor.lr=0.1)" in {s.label for s in compare.compare([str(tmp_path)])[0]}
+    # one value typed two ways is one configuration, under the first spelling found
+    make_run(tmp_path / "y" / "updates.actor.optimize.actor.lr=1.0e12", "bc", 3, [1, 2], extra={"updates": {"actor": {"optimize": {"actor": {"lr": 1e12}}}}})
+    groups = {s.label: len(s.runs) for s in compare.compare([str(tmp_path)])[0]}
+    assert groups == {"bc (updates.actor.optimize.actor.lr=1e12)": 3, "bc (updates.actor.optimize.actor.lr=3e-4)": 2,
+                      "bc (updates.actor.optimize.actor.lr=0.1)": 1}
 
 
 def records(run) -> list[dict]:
@@ -116,3 +121,7 @@ def test_a_pilot_grows_with_resume_train_steps_and_other_overrides_are_refused(m
     assert saved["train"]["steps"] == 40 and saved["eval"]["episodes"] == 2
     (summary,), _ = compare.compare([str(run)])
     assert len(summary.finished) == 1 and summary.runs[0].final_eval["step"] == 40
+    # noise results of the pilot's checkpoint no longer stand for the grown run
+    (run / "eval_noise.jsonl").write_text(json.dumps({"step": 20, "obs_noise": 0.1, "noise_space": "raw", "episodes": 2,
+                                                      "seed": 100, "score_mean": 1.0, "return_mean": 1.0}) + "\n")
+    assert compare.read_run(run).noise_scores() == {}

@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from advrl import provenance, threads
+from advrl.compare import ERROR_FILE  # why a run died (one line): `advrl compare` shows it failed, not still running
 from advrl.component import DataSpec
 from advrl.data.dataset import DatasetInfo, ObservationNormalizer, load_offline_data
 from advrl.device import autocast, resolve_device
@@ -37,7 +38,6 @@ CHECKPOINT = "checkpoints/last.pt"
 RECIPE_FILE = "recipe.yaml"
 SOFTWARE_FILE = "software.json"  # library versions and processor the run started with
 METRICS_FILE = "metrics.jsonl"  # written by MetricsLogger
-ERROR_FILE = "error.txt"  # why a run died (one line), so that `advrl compare` shows it failed, not still running
 # what `advrl train --resume RUN key=value` may change: how long the run goes on, how it is
 # logged and evaluated. Anything else would change what the steps it already took trained.
 RESUME_KEYS = ("train.steps", "train.checkpoint_every", "train.log_every", "eval.")
