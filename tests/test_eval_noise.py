@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -60,10 +61,26 @@ def test_eval_over_a_folder_saves_each_level_in_each_run_and_skips_a_repeat(stud
     assert header == "| run | σ=0 | σ=0.1 |"
     row = next(line for line in text.splitlines() if line.startswith("| bc | ") and "(2) |" in line)
     assert row.count("(2)") == 2
-    noise = summaries[0].as_dict()["noise"]["raw"]
+    capsys.readouterr()
+    assert main(["compare", str(study), "--json", str(tmp_path / "summary.json"), "--reps", "200"]) == 0
+    assert "| run | σ=0 | σ=0.1 |" in capsys.readouterr().out
+    noise = json.loads((tmp_path / "summary.json").read_text())["bc"]["noise"]["raw"]
     scores = sorted(lines(study / run / "eval_noise.jsonl")[0]["score_mean"] for run in ("seed=0", "seed=1"))
     assert noise["0"]["runs"] == 2 and sorted(noise["0"]["scores"][TINY_ID]) == scores
-    assert noise["0"]["mean"] == pytest.approx(np.mean(scores))
+    assert noise["0"]["mean"] == pytest.approx(np.mean(scores)) and len(noise["0"]["iqm_ci"]) == 2
+
+
+def test_a_run_without_a_checkpoint_is_skipped_with_a_warning_among_others(study, tmp_path, capsys):
+    from tests.test_compare import make_run
+
+    shutil.copytree(study / "seed=0", tmp_path / "seed=0")
+    make_run(tmp_path / "seed=1", "bc", 1, [1.0])  # records, but no checkpoint yet
+    assert main(["eval", str(tmp_path), "--obs-noise", "0.2", "--episodes", "1"]) == 0
+    captured = capsys.readouterr()
+    assert [json.loads(line)["run_dir"] for line in captured.out.splitlines()] == [str(tmp_path / "seed=0")]
+    assert f"advrl: warning: {tmp_path / 'seed=1'} not evaluated: No checkpoint in" in captured.err
+    assert main(["eval", str(tmp_path / "seed=1")]) == 1  # alone, it is an error
+    assert "advrl: error: No checkpoint in" in capsys.readouterr().err
 
 
 def test_bad_noise_levels_and_episodes_are_one_line_errors(capsys):

@@ -50,6 +50,8 @@ def test_report_writes_markdown_plots_and_per_seed_json(tmp_path, capsys):
     # --out writes elsewhere; labels group as in compare
     assert main(["report", f"a={study / 'td3bc'}", f"b={study / 'iql'}", "--out", str(tmp_path / "out"), "--reps", "50"]) == 0
     assert "| a | 3 |" in (tmp_path / "out" / "report.md").read_text()
+    assert main(["report", str(tmp_path / "none")]) == 1
+    assert capsys.readouterr().err.strip() == f"advrl: error: {tmp_path / 'none'} does not exist."
 
 
 def test_a_run_that_dies_with_an_exception_is_shown_failed_with_its_message(minari_root, tiny_overrides, tmp_path, monkeypatch, capsys):
