@@ -192,7 +192,7 @@ def read_run(path: str | Path, *, online_phase: bool | None = None, offline_done
     for runs it archived without recipes) passes it."""
     path = Path(path)
     metrics = path / "metrics.jsonl"
-    if not metrics.exists() and finished is None:
+    if not metrics.exists() and finished is None and not (path / ERROR_FILE).exists():
         raise CompareError(f"{path} is not a run folder (no metrics.jsonl); pass a folder `advrl train` wrote, or one above such folders.")
     recipe = _recipe(path)
     online_dir = path / "finetune"
@@ -249,8 +249,10 @@ def find_runs(path: str | Path) -> list[Path]:
     path = Path(path)
     if not path.exists():
         raise CompareError(f"{path} does not exist.")
-    candidates = [path] if (path / "metrics.jsonl").exists() else []
-    candidates += sorted(p.parent for p in path.rglob("metrics.jsonl") if p.parent != path)
+    # a run that failed before its first record has error.txt but no metrics.jsonl: still a run
+    marks = ("metrics.jsonl", ERROR_FILE)
+    candidates = [path] if any((path / mark).exists() for mark in marks) else []
+    candidates += sorted({p.parent for mark in marks for p in path.rglob(mark) if p.parent != path})
     runs = []
     for folder in candidates:
         is_phase = folder.name == "finetune" and (folder.parent / "metrics.jsonl").exists()

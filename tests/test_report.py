@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import yaml
@@ -70,6 +71,13 @@ def test_a_run_that_dies_with_an_exception_is_shown_failed_with_its_message(mina
     _, text = compare.compare([str(tmp_path / "study")])
     assert "| bc | 0 of 1, 1 failed |" in text
     assert f"- bc: {run}: failed: step 5: RuntimeError: boom in bc_mse second line" in text
+    # one that died before its first record (no metrics.jsonl) is found and shown failed too
+    early = tmp_path / "study" / "bc1"
+    early.mkdir()
+    (early / "recipe.yaml").write_text((run / "recipe.yaml").read_text().replace("seed: 0", "seed: 1"))
+    (early / "error.txt").write_text("step 0: ValueError: bad data\n")
+    assert f"- bc: {early}: failed: step 0: ValueError: bad data" in compare.compare([str(tmp_path / "study")])[1]
+    shutil.rmtree(early)
     # an interruption is not a failure; a resumed run is not failed any more
     monkeypatch.undo()
     capsys.readouterr()
