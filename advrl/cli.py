@@ -473,7 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Group runs (by recipe name, and dataset when they span several; or by the "
                                      "LABEL you give a PATH), then print per group the IQM and mean of the run "
                                      "scores with stratified bootstrap 95 % CIs, P(X > Y) between groups, the "
-                                     "last evaluations and speed (Agarwal et al. 2021).")
+                                     "last evaluations and speed (Agarwal et al. 2021); the score under each "
+                                     "observation-noise level `advrl eval` saved in the runs (IQM [95 % CI]); and "
+                                     "runs that died with an exception as failed, with their error line.")
     cmp.add_argument("runs", nargs="+", metavar="[LABEL=]PATH", help="a run folder, or a folder above run folders")
     cmp.add_argument("--last", type=int, default=None,
                      help="a run without a final evaluation scores the mean of its last N evaluations "
