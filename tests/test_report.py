@@ -56,14 +56,20 @@ def test_report_writes_markdown_plots_and_per_seed_json(tmp_path, capsys):
 
 
 def test_a_run_that_dies_with_an_exception_is_shown_failed_with_its_message(minari_root, tiny_overrides, tmp_path, monkeypatch, capsys):
-    original = BCMSE.compute
+    original, raised = BCMSE.compute, {"error": KeyboardInterrupt("Ctrl-C")}
 
     def compute(self, td, step):
         if int(step) == 5:
-            raise RuntimeError("boom in bc_mse\nsecond line")
+            raise raised["error"]
         return original(self, td, step)
 
     monkeypatch.setattr(BCMSE, "compute", compute)
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):  # an interruption is not a failure
+        main(["train", str(RECIPES / "bc.yaml"), *tiny_overrides, "--run-dir", str(interrupted), "--no-progress"])
+    assert not (interrupted / "error.txt").exists()
+    assert "| bc | 0 of 1 |" in compare.compare([str(interrupted)])[1]
+    raised["error"] = RuntimeError("boom in bc_mse\nsecond line")
     run = tmp_path / "study" / "bc0"
     with pytest.raises(RuntimeError, match="boom"):
         main(["train", str(RECIPES / "bc.yaml"), *tiny_overrides, "--run-dir", str(run), "--no-progress"])
@@ -78,7 +84,7 @@ def test_a_run_that_dies_with_an_exception_is_shown_failed_with_its_message(mina
     (early / "error.txt").write_text("step 0: ValueError: bad data\n")
     assert f"- bc: {early}: failed: step 0: ValueError: bad data" in compare.compare([str(tmp_path / "study")])[1]
     shutil.rmtree(early)
-    # an interruption is not a failure; a resumed run is not failed any more
+    # a resumed run is not failed any more
     monkeypatch.undo()
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--no-progress"]) == 0
