@@ -39,10 +39,13 @@ def cmd_train(args) -> int:
     import advrl
 
     if args.resume:
-        if args.recipe or args.overrides:
-            print("advrl train --resume RUN_DIR takes no recipe or overrides: the run keeps the recipe it saved.", file=sys.stderr)
+        # `--resume RUN train.steps=N`: argparse hands the first override to the recipe argument
+        overrides = [args.recipe, *args.overrides] if args.recipe else list(args.overrides)
+        if overrides and "=" not in overrides[0]:
+            print(f"advrl: error: advrl train --resume RUN_DIR takes no recipe ({overrides[0]}): the run keeps the recipe it "
+                  "saved; only train.steps, train.checkpoint_every, train.log_every and eval.* overrides apply.", file=sys.stderr)
             return 2
-        result = advrl.resume(args.resume, progress=not args.no_progress)
+        result = advrl.resume(args.resume, progress=not args.no_progress, overrides=overrides)
     else:
         if not args.recipe:
             print("advrl train needs a RECIPE (or --resume RUN_DIR).", file=sys.stderr)
@@ -75,11 +78,22 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    import advrl
+    from advrl.run import evaluate_runs
 
-    run = advrl.load_run(args.run_dir, device=args.device)
-    result = run.evaluate(episodes=args.episodes, obs_noise=args.obs_noise, seed=args.seed)
-    print(json.dumps({"run_dir": args.run_dir, "step": run.step, "obs_noise": args.obs_noise, **result}))
+    results = evaluate_runs(args.runs, args.obs_noise, args.episodes, args.seed, args.noise_space, args.force, args.device)
+    if not results:
+        print("advrl: error: no run could be evaluated (none has a checkpoint yet).", file=sys.stderr)
+        return 1
+    for run_dir, records in results.items():
+        for record in records:  # one JSON line per run and noise level, as a script reads them
+            print(json.dumps({"run_dir": run_dir, **record}))
+    skipped = sum(r["skipped"] for records in results.values() for r in records)
+    if skipped:
+        print(f"advrl: {skipped} evaluation(s) already saved in their runs were not repeated (--force repeats them).", file=sys.stderr)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+        print(f"advrl: results written to {args.json}", file=sys.stderr)
     return 0
 
 
@@ -98,6 +112,18 @@ def cmd_compare(args) -> int:
         with open(args.json, "w") as handle:
             json.dump({s.label: {**s.as_dict(), "run_dirs": [str(r.path) for r in s.runs]} for s in summaries}, handle, indent=2)
         print(f"summary written to {args.json}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from advrl import report
+
+    written = report.write_report(args.runs, out=args.out, last=args.last, reps=args.reps, title=args.title)
+    print(f"report written to {written.path}" + (f" with {', '.join(p.name for p in written.figures)}" if written.figures else ""))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(written.data, handle, indent=2)
+        print(f"per-seed values written to {args.json}")
     return 0
 
 
@@ -376,6 +402,34 @@ def _device(name: str) -> str:
     return name
 
 
+NOISE_SPACE_CHOICES = ("raw", "standardised")  # advrl.evaluation.NOISE_SPACES (not imported: it imports gymnasium)
+
+
+def _noise_levels(text: str) -> list[float]:
+    """--obs-noise 0,0.05,0.1: finite stds >= 0, each once, in the order given."""
+    levels = []
+    for part in text.split(","):
+        try:
+            level = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r} is not a number (give stds like 0,0.05,0.1)") from None
+        if not 0 <= level < float("inf"):
+            raise argparse.ArgumentTypeError(f"{part} is not a finite std >= 0")
+        if level not in levels:
+            levels.append(level)
+    return levels
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="advrl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -384,7 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("recipe", nargs="?", help="recipe YAML file")
     train.add_argument("overrides", nargs="*", help="key=value overrides applied last (e.g. train.steps=10000)")
     train.add_argument("--run-dir", help="run directory (default: runs/<name>/<dataset>/seed<k>-<time>)")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    train.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue an interrupted or finished run from its last checkpoint; overrides of train.steps "
+                            "(grow a pilot to more steps), train.checkpoint_every, train.log_every and eval.* apply and "
+                            "are saved in its recipe.yaml, any other is refused")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
@@ -404,11 +461,26 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--no-progress", action="store_true")
     tune.set_defaults(func=cmd_finetune)
 
-    evaluate = sub.add_parser("eval", help="evaluate a run's checkpoint in its environment")
-    evaluate.add_argument("run_dir")
-    evaluate.add_argument("--episodes", type=int, default=None)
-    evaluate.add_argument("--obs-noise", type=float, default=0.0, help="std of Gaussian noise on observations")
-    evaluate.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the run's)")
+    evaluate = sub.add_parser(
+        "eval", help="evaluate runs' checkpoints with noisy observations; results saved in each run",
+        description="Evaluate the last checkpoint of every run at or below the PATHs (run folders, or sweep and "
+                    "study folders above them) at each --obs-noise level, and append the results to each run's "
+                    "eval_noise.jsonl (checkpoint step, noise level and space, episodes, seed, return and score "
+                    "mean and std), where `advrl compare` and `advrl report` read them. An evaluation already "
+                    "saved for the same checkpoint step, level, space, episodes and seed is not repeated "
+                    "(--force repeats it).")
+    evaluate.add_argument("runs", nargs="+", metavar="PATH", help="a run folder, or a folder above run folders")
+    evaluate.add_argument("--episodes", type=_positive_int, default=None, help="episodes per level (default: the recipe's eval.episodes)")
+    evaluate.add_argument("--obs-noise", type=_noise_levels, default=[0.0], metavar="SIGMA[,SIGMA...]",
+                          help="std of the Gaussian noise on observations, one or more levels: 0,0.05,0.1 (default 0)")
+    evaluate.add_argument("--noise-space", choices=NOISE_SPACE_CHOICES, default="raw",
+                          help="raw (default): sigma is added to the raw observations the environment gives, before advrl's "
+                               "observation standardisation; standardised: sigma is in units of each dimension's dataset "
+                               "std, i.e. added to the standardised observation the actor reads (the same when "
+                               "data.normalize_observations is off)")
+    evaluate.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the run's seed + eval.seed_offset)")
+    evaluate.add_argument("--force", action="store_true", help="evaluate again what the runs already saved")
+    evaluate.add_argument("--json", metavar="FILE", help="also write every result, by run folder, as JSON here")
     evaluate.add_argument("--device", default="cpu", type=_device, help="cpu, cuda or cuda:N")
     evaluate.set_defaults(func=cmd_eval)
 
@@ -416,7 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Group runs (by recipe name, and dataset when they span several; or by the "
                                      "LABEL you give a PATH), then print per group the IQM and mean of the run "
                                      "scores with stratified bootstrap 95 % CIs, P(X > Y) between groups, the "
-                                     "last evaluations and speed (Agarwal et al. 2021).")
+                                     "last evaluations and speed (Agarwal et al. 2021); the score under each "
+                                     "observation-noise level `advrl eval` saved in the runs (IQM [95 % CI]); and "
+                                     "runs that died with an exception as failed, with their error line.")
     cmp.add_argument("runs", nargs="+", metavar="[LABEL=]PATH", help="a run folder, or a folder above run folders")
     cmp.add_argument("--last", type=int, default=None,
                      help="a run without a final evaluation scores the mean of its last N evaluations "
@@ -427,6 +501,20 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--json", metavar="FILE", help="write the summaries as JSON here")
     cmp.add_argument("--title", default="advrl compare", help="the plot's title")
     cmp.set_defaults(func=cmd_compare)
+
+    rep = sub.add_parser("report", help="write a Markdown report of runs (tables, curves, scores, noise robustness)",
+                         description="Group runs as `advrl compare` does and write report.md with the score table "
+                                     "(IQM and mean with bootstrap CIs, P(X > Y)), learning curves with CI bands "
+                                     "across seeds, final scores, performance profiles, the noise-robustness table "
+                                     "and plot when `advrl eval` saved results, and one line per run (failed runs "
+                                     "with their error), into DIR (the first PATH) or --out.")
+    rep.add_argument("runs", nargs="+", metavar="[LABEL=]PATH", help="a run folder, or a folder above run folders")
+    rep.add_argument("--out", metavar="DIR", help="folder of report.md and its PNGs (default: the first PATH)")
+    rep.add_argument("--json", metavar="FILE", help="also write the statistics and per-seed values as JSON here")
+    rep.add_argument("--last", type=int, default=None, help="as advrl compare --last")
+    rep.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    rep.add_argument("--title", default="advrl report", help="the report's and plots' title")
+    rep.set_defaults(func=cmd_report)
 
     sweeping = sub.add_parser("sweep", help="train a grid of overrides (key=a,b) and seeds, one process per core, resumable",
                               description="Train every point of the grid the overrides span (key=a,b sweeps a key; "

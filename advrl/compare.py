@@ -12,7 +12,11 @@ group scores above a run of another (``advrl.stats``, after Agarwal et al. 2021)
 
 A run folder is one with ``recipe.yaml`` and ``metrics.jsonl``; its offline-to-online phase, if
 any, is its ``finetune/`` subfolder, whose evaluations continue the x axis after the offline
-ones. The benchmark harness reports its suites with the same functions.
+ones. A run that died with an exception left ``error.txt`` (its one-line message): it is shown
+as failed, not as still running. The noise evaluations ``advrl eval`` saved in a run
+(``eval_noise.jsonl``) make a robustness table: per group and noise level, the IQM and mean of
+the runs' scores with the same bootstrap CIs. The benchmark harness and ``advrl report``
+report with the same functions.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ BOOTSTRAP_SEED = 0  # one fixed seed: the same runs give the same intervals ever
 # recipe keys that do not change what is learned: runs that differ only in these are seeds
 # of one configuration
 OPERATIONAL_KEYS = ("seed", "train.device", "train.checkpoint_every", "train.log_every", "dataset.download", "log.")
+ERROR_FILE = "error.txt"  # written by the trainer when a run dies with an exception (advrl.learner.trainer)
+NOISE_FILE = "eval_noise.jsonl"  # written by `advrl eval` (advrl.run.NOISE_FILE)
 
 
 class CompareError(ValueError):
@@ -74,6 +80,24 @@ class RunRecord:
     preparation_seconds: float | None = None
     dataset: dict | None = None  # the run's `kind: dataset` record (id, size, fingerprint)
     final_eval: dict | None = None  # the run's `kind: final_eval` record (of its last phase)
+    error: str | None = None  # the one-line message of the exception the run died with
+    noise: list[dict] = field(default_factory=list)  # `advrl eval` results saved in the run
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.error else "finished" if self.finished else "unfinished"
+
+    def noise_scores(self) -> dict[tuple[str, float], float]:
+        """(noise space, level) -> score of the run's latest evaluated checkpoint; of several
+        evaluations of one level (other episode counts or seeds), the last one saved."""
+        if not self.noise:
+            return {}
+        step = max(r["step"] for r in self.noise)
+        budget = ((self.recipe or {}).get("train") or {}).get("steps")
+        if isinstance(budget, int) and step < budget:  # evaluated before the run was grown: not its end any more
+            return {}
+        return {(r["noise_space"], float(r["obs_noise"])): _score(r, self.has_scores and "score_mean" in r)
+                for r in self.noise if r["step"] == step}
 
     @property
     def name(self) -> str:
@@ -130,6 +154,37 @@ def _score(record: dict, use_scores: bool) -> float:
     return float(record["score_mean"] if use_scores else record["return_mean"])
 
 
+def read_error(folder: Path) -> str | None:
+    """The first line of the run's error.txt: why it stopped, when it died with an exception."""
+    path = folder / ERROR_FILE
+    if not path.is_file():
+        return None
+    lines = path.read_text(errors="replace").strip().splitlines()
+    return lines[0] if lines else "(no message)"
+
+
+def noise_key(record: dict) -> tuple:
+    """What makes two noise evaluations the same one (computed once): checkpoint step, level,
+    space, episodes and evaluation seed."""
+    return (int(record["step"]), float(record["obs_noise"]), str(record["noise_space"]), int(record["episodes"]),
+            int(record["seed"]))
+
+
+def read_noise(folder: Path) -> list[dict]:
+    """The noise evaluations `advrl eval` saved in the run (advrl.run.read_noise_results, read
+    here without importing torch)."""
+    path = folder / NOISE_FILE
+    latest: dict[tuple, dict] = {}
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            record = json.loads(line)
+            key = noise_key(record)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue
+        latest[key] = record  # a record evaluated again (--force) replaces the earlier one
+    return list(latest.values())
+
+
 def read_run(path: str | Path, *, online_phase: bool | None = None, offline_done: bool | None = None,
              finished: bool | None = None) -> RunRecord:
     """One run's records. Whether it finished (each phase) is read from its steps against its
@@ -137,7 +192,7 @@ def read_run(path: str | Path, *, online_phase: bool | None = None, offline_done
     for runs it archived without recipes) passes it."""
     path = Path(path)
     metrics = path / "metrics.jsonl"
-    if not metrics.exists() and finished is None:
+    if not metrics.exists() and finished is None and not (path / ERROR_FILE).exists():
         raise CompareError(f"{path} is not a run folder (no metrics.jsonl); pass a folder `advrl train` wrote, or one above such folders.")
     recipe = _recipe(path)
     online_dir = path / "finetune"
@@ -152,6 +207,9 @@ def read_run(path: str | Path, *, online_phase: bool | None = None, offline_done
     if offline_done is None:
         online_run = (path / "offline_run").exists() or str((recipe or {}).get("dataset", {}).get("id", "")).startswith("online:")
         offline_done = (path / "OFFLINE_DONE").exists() or _reached_budget(path, recipe, online_run)
+    error = read_error(online_dir if online_phase and (online_dir / ERROR_FILE).exists() else path)
+    if error is not None:
+        finished = False
     if finished is None:
         if (path / "DONE").exists():
             finished = True
@@ -181,6 +239,8 @@ def read_run(path: str | Path, *, online_phase: bool | None = None, offline_done
         preparation_seconds=sum(r.get("pretrain_seconds", r["seconds"]) for r in preparation) if preparation else None,
         dataset=dataset[0] if dataset else None,
         final_eval=final_evals[-1] if final_evals else None,
+        error=error,
+        noise=read_noise(path),
     )
 
 
@@ -189,8 +249,10 @@ def find_runs(path: str | Path) -> list[Path]:
     path = Path(path)
     if not path.exists():
         raise CompareError(f"{path} does not exist.")
-    candidates = [path] if (path / "metrics.jsonl").exists() else []
-    candidates += sorted(p.parent for p in path.rglob("metrics.jsonl") if p.parent != path)
+    # a run that failed before its first record has error.txt but no metrics.jsonl: still a run
+    marks = ("metrics.jsonl", ERROR_FILE)
+    candidates = [path] if any((path / mark).exists() for mark in marks) else []
+    candidates += sorted({p.parent for mark in marks for p in path.rglob(mark) if p.parent != path})
     runs = []
     for folder in candidates:
         is_phase = folder.name == "finetune" and (folder.parent / "metrics.jsonl").exists()
@@ -237,11 +299,40 @@ def _split_by_configuration(label: str, runs: list[RunRecord]) -> dict[str, list
     if not differing:
         return {label: runs}
     groups: dict[str, list[RunRecord]] = {}
+    spellings: dict[tuple[str, str], str] = {}  # one text per value: 1e12 and 1.0e12 stay one group
     for run in runs:
         flat = _flatten(run.recipe) if run.recipe is not None else {}
-        values = ", ".join(f"{key}={flat.get(key)}" for key in differing)
+        spelled = _folder_overrides(run.path)
+        texts = [spellings.setdefault((key, repr(flat.get(key))), _spelling(spelled.get(key), flat.get(key))) for key in differing]
+        values = ", ".join(f"{key}={text}" for key, text in zip(differing, texts, strict=True))
         groups.setdefault(f"{label} ({values})", []).append(run)
     return groups
+
+
+def _folder_overrides(folder: Path) -> dict[str, str]:
+    """``lr=1e12,seed=0`` -> {lr: '1e12', seed: '0'}: a sweep names each run's folder by its
+    overrides as they were typed, which the saved recipe no longer holds (1e12 is saved as
+    1000000000000.0)."""
+    from advrl.sweep import split_values
+
+    parts = [part.partition("=") for part in split_values(folder.name)]
+    return {key: text for key, sep, text in parts if sep and key}
+
+
+def _spelling(text: str | None, value) -> str:
+    """The override's text when it means the recipe's value (a folder renamed by hand does not
+    get to relabel a run), else the value."""
+    if text is None:
+        return str(value)
+    import yaml
+
+    try:
+        if yaml.safe_load(text) == value or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                             and float(text) == float(value)):
+            return text
+    except (ValueError, yaml.YAMLError):
+        pass
+    return str(value)
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -271,6 +362,37 @@ class Summary:
     @property
     def finished(self) -> list[RunRecord]:
         return [r for r in self.runs if r.finished and (r.curve or r.final_eval)]
+
+    @property
+    def failed(self) -> list[RunRecord]:
+        return [r for r in self.runs if r.error]
+
+    def noise_strata(self) -> dict[tuple[str, float], dict[str, list[float]]]:
+        """(noise space, level) -> the finished runs' scores under that noise, by dataset (the
+        bootstrap's strata, as :meth:`strata`)."""
+        table: dict[tuple[str, float], dict[str, list[float]]] = {}
+        for run in self.finished:
+            for level, score in run.noise_scores().items():
+                table.setdefault(level, {}).setdefault(run.dataset_id, []).append(score)
+        return dict(sorted(table.items()))
+
+    @cached_property
+    def noise_estimates(self) -> dict[tuple[str, float], dict[str, tuple[float, float, float]]]:
+        """(noise space, level) -> IQM and mean of the run scores under that noise, with CIs."""
+        return {level: {name: stats.interval_estimate(list(strata.values()), statistic, self.reps, self.seed)
+                        for name, statistic in (("iqm", stats.iqm), ("mean", stats.mean))}
+                for level, strata in self.noise_strata().items()}
+
+    def noise_dict(self) -> dict[str, dict[str, dict]]:
+        """noise space -> level -> runs, per-dataset scores, IQM and mean with CIs (for --json)."""
+        out: dict[str, dict[str, dict]] = {}
+        strata = self.noise_strata()
+        for (space, level), estimates in self.noise_estimates.items():
+            out.setdefault(space, {})[f"{level:g}"] = {
+                "runs": sum(len(v) for v in strata[(space, level)].values()), "scores": strata[(space, level)],
+                **{name: estimates[name][0] for name in estimates},
+                **{f"{name}_ci": list(estimates[name][1:]) for name in estimates}}
+        return out
 
     def strata(self) -> dict[str, list[float]]:
         """The finished runs' scores (:meth:`RunRecord.score`) by dataset: the bootstrap's strata."""
@@ -310,6 +432,7 @@ class Summary:
         return {
             "runs": len(self.runs),
             "finished_seeds": len(self.finished),
+            "failed": {str(r.path): r.error for r in self.failed},
             "score_source": self.score_source(),
             "scores": self.strata(),
             **{f"score_{name}": estimates[name][0] if estimates else None for name in ("iqm", "mean")},
@@ -325,6 +448,7 @@ class Summary:
             "offline_score_std": offline_std,
             "steps_per_s_median": float(np.median(speeds)) if speeds else None,
             "preparation_seconds_mean": float(np.mean(prepared)) if prepared else None,
+            "noise": self.noise_dict(),
         }
 
 
@@ -372,6 +496,8 @@ def markdown_table(summaries: list[Summary], online: bool | None = None) -> str:
     for summary in summaries:
         s = summary.as_dict()
         done = str(s["finished_seeds"]) if s["finished_seeds"] == s["runs"] else f"{s['finished_seeds']} of {s['runs']}"
+        if summary.failed:  # a failed run is not one still going: say so in its row
+            done += f", {len(summary.failed)} failed"
         cells = [summary.label, done, s["score_source"], format_interval(summary.estimates.get("iqm")),
                  format_interval(summary.estimates.get("mean")), format_mean_std(s["final_score_mean"], s["final_score_std"]),
                  format_mean_std(s[f"last{summary.n_last}_score_mean"], s[f"last{summary.n_last}_score_std"])]
@@ -395,6 +521,51 @@ def improvement_table(summaries: list[Summary]) -> str:
     return "\n".join(lines)
 
 
+def failed_runs(summaries: list[Summary]) -> str:
+    """One line per run that died with an exception: ``failed: <message>`` under its group."""
+    return "\n".join(f"- {s.label}: {run.path}: failed: {run.error}" for s in summaries for run in s.failed)
+
+
+def noise_levels(summaries: list[Summary]) -> dict[str, list[float]]:
+    """noise space -> the levels any group has results for, ascending."""
+    levels: dict[str, set[float]] = {}
+    for summary in summaries:
+        for space, level in summary.noise_strata():
+            levels.setdefault(space, set()).add(level)
+    return {space: sorted(values) for space, values in sorted(levels.items())}
+
+
+def robustness_table(summaries: list[Summary], space: str) -> str:
+    """Rows: groups; columns: noise levels of ``space``; cells: IQM [95 % CI] of the run scores
+    under that noise (n runs). '' when no group has noise results in that space."""
+    levels = noise_levels(summaries).get(space)
+    if not levels:
+        return ""
+    lines = ["| run | " + " | ".join(f"σ={level:g}" for level in levels) + " |", "| --- |" + " --- |" * len(levels)]
+    for summary in summaries:
+        strata, estimates = summary.noise_strata(), summary.noise_estimates
+        if not any((space, level) in strata for level in levels):
+            continue
+        cells = [f"{format_interval(estimates[(space, level)]['iqm'])} ({sum(map(len, strata[(space, level)].values()))})"
+                 if (space, level) in strata else "—" for level in levels]
+        lines.append(f"| {summary.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def robustness_text(summaries: list[Summary]) -> str:
+    """The robustness tables of every noise space the runs were evaluated in, with a heading
+    each; '' when no run has noise results."""
+    runs = [r for s in summaries for r in s.runs]
+    metric = "normalised score" if all(r.has_scores for r in runs) else "return"
+    parts = []
+    for space in noise_levels(summaries):
+        where = ("added to raw observations, before standardisation" if space == "raw"
+                 else "in units of each dimension's dataset std (standardised observations)")
+        parts.append(f"Robustness to observation noise (`advrl eval`, σ {where}): {metric} per run under noise, "
+                     f"IQM [95 % CI] (runs), finished runs at their last checkpoint:\n\n" + robustness_table(summaries, space))
+    return "\n\n".join(parts)
+
+
 def statistics_note(summaries: list[Summary]) -> str:
     reps, seed = (summaries[0].reps, summaries[0].seed) if summaries else (stats.DEFAULT_REPS, BOOTSTRAP_SEED)
     return (f"Score per run: its final evaluation when it has one, else the mean of its last evaluations. "
@@ -411,6 +582,12 @@ def report_text(summaries: list[Summary], online: bool | None = None) -> str:
     improvement = improvement_table(summaries)
     if improvement:
         parts.append("Probability of improvement, P(row > column) [95 % CI]:\n\n" + improvement)
+    robustness = robustness_text(summaries)
+    if robustness:
+        parts.append(robustness)
+    failed = failed_runs(summaries)
+    if failed:
+        parts.append("Runs that stopped with an error (resume them with `advrl train --resume RUN` once fixed):\n\n" + failed)
     parts.append(statistics_note(summaries))
     return "\n\n".join(parts)
 
@@ -460,8 +637,10 @@ def recipe_differences(runs: list[RunRecord]) -> list[str]:
     return [k for k in keys if not k.startswith(ignored) and len({repr(f.get(k)) for f in flats}) > 1]
 
 
-def plot_curves(summaries: list[Summary], path: str | Path, title: str) -> None:
-    """Mean +- std over each group's seeds, on the evaluation steps all its seeds reached."""
+def plot_curves(summaries: list[Summary], path: str | Path, title: str, band: str = "std") -> None:
+    """Each group's mean over its seeds, on the evaluation steps all its seeds reached, with a
+    band of +- std over seeds (``band="std"``) or the 95 % bootstrap CI of the mean (``"ci"``,
+    seeds resampled as whole curves: :func:`advrl.stats.curve_band`)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -470,23 +649,83 @@ def plot_curves(summaries: list[Summary], path: str | Path, title: str) -> None:
     axis = figure.add_subplot(1, 1, 1)
     runs = [r for s in summaries for r in s.runs]
     for summary in summaries:
-        curves = [r.curve for r in summary.runs if r.curve]
+        curves = [r.curve for r in summary.runs if r.curve and not r.error]  # a failed run's curve would cut the others short
         if not curves:
             continue
         length = min(len(c) for c in curves)
         steps = np.array([step for step, _ in curves[0][:length]])
         scores = np.array([[score for _, score in c[:length]] for c in curves])
-        mean, std = scores.mean(0), scores.std(0)
+        if band == "ci":
+            mean, low, high = stats.curve_band(scores, stats.mean, summary.reps, summary.seed)
+        else:
+            mean, std = scores.mean(0), scores.std(0)
+            low, high = mean - std, mean + std
         axis.plot(steps, mean, label=f"{summary.label} ({len(curves)} seeds)")
-        axis.fill_between(steps, mean - std, mean + std, alpha=0.2)
+        axis.fill_between(steps, low, high, alpha=0.2)
     online = any(r.online_phase for r in runs)
     for start in sorted({r.online_start for r in runs if r.online_start is not None}):
         axis.axvline(start, color="grey", linestyle="--", linewidth=0.8)
     axis.set_xlabel("gradient steps (offline; online environment steps after the dashed line)" if online
                     else "gradient steps")
-    axis.set_ylabel("normalised score" if all(r.has_scores for r in runs) else "return")
+    metric = "normalised score" if all(r.has_scores for r in runs) else "return"
+    axis.set_ylabel(f"{metric} (mean over seeds, 95 % CI)" if band == "ci" else metric)
     axis.set_title(title)
     axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def plot_scores(summaries: list[Summary], path: str | Path, title: str) -> None:
+    """Final-score comparison: each finished run's score (dots) and the group's IQM with its
+    95 % bootstrap CI (bar), one column per group."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    scored = [s for s in summaries if s.estimates]
+    if not scored:
+        raise CompareError("no finished run has a score: nothing to plot.")
+    figure = Figure(figsize=(max(5.0, 1.6 * len(scored) + 2), 4.5))
+    FigureCanvasAgg(figure)
+    axis = figure.add_subplot(1, 1, 1)
+    for x, summary in enumerate(scored):
+        values = [v for stratum in summary.strata().values() for v in stratum]
+        jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else [0.0]
+        axis.scatter(x + np.asarray(jitter), values, s=18, alpha=0.6, color="grey", zorder=2)
+        point, low, high = summary.estimates["iqm"]
+        axis.errorbar([x], [point], yerr=[[point - low], [high - point]], fmt="o", capsize=6, markersize=8, zorder=3)
+    axis.set_xticks(range(len(scored)), [s.label for s in scored], rotation=20, ha="right")
+    axis.set_xlim(-0.6, len(scored) - 0.4)
+    runs = [r for s in scored for r in s.runs]
+    axis.set_ylabel(f"{'normalised score' if all(r.has_scores for r in runs) else 'return'} per run; IQM [95 % CI]")
+    axis.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def plot_noise(summaries: list[Summary], path: str | Path, title: str) -> None:
+    """Score under observation noise: each group's IQM per noise level with its 95 % CI band,
+    one panel per noise space."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    spaces = noise_levels(summaries)
+    if not spaces:
+        raise CompareError("no finished run has noise evaluations (advrl eval --obs-noise ...): nothing to plot.")
+    figure = Figure(figsize=(6 * len(spaces), 4.5))
+    FigureCanvasAgg(figure)
+    for index, space in enumerate(spaces, start=1):
+        axis = figure.add_subplot(1, len(spaces), index)
+        for summary in summaries:
+            points = sorted((level, e["iqm"]) for (s, level), e in summary.noise_estimates.items() if s == space)
+            if not points:
+                continue
+            levels = [level for level, _ in points]
+            line, = axis.plot(levels, [e[0] for _, e in points], marker="o", label=summary.label)
+            axis.fill_between(levels, [e[1] for _, e in points], [e[2] for _, e in points], alpha=0.2, color=line.get_color())
+        axis.set_xlabel(f"observation noise σ ({'raw observations' if space == 'raw' else 'in dataset stds'})")
+        axis.set_ylabel("IQM of run scores [95 % CI]")
+        axis.set_title(f"{title}: {space} noise")
+        axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 

@@ -61,13 +61,15 @@ def evaluate(
     episodes: int,
     seed: int,
     info: DatasetInfo | None = None,
-    obs_noise: float = 0.0,
+    obs_noise: float | np.ndarray = 0.0,
 ) -> dict[str, float]:
     """Run ``episodes`` episodes in lockstep (one batched policy call per time step).
 
     Episode i resets with seed ``seed + i``, so every evaluation starts from the same states.
     ``obs_noise`` adds N(0, obs_noise^2) to each raw observation the policy sees (A2PR's
-    robustness study); the noise has its own generator seeded with ``seed``.
+    robustness study), before advrl's observation standardisation; an array gives each
+    dimension its own std (:func:`noise_std`). The noise has its own generator seeded with
+    ``seed``, so every level draws the same standard normal numbers, scaled.
     """
     envs = [env_factory() for _ in range(episodes)]
     noise_rng = np.random.default_rng(seed)
@@ -75,11 +77,12 @@ def evaluate(
     returns = np.zeros(episodes)
     lengths = np.zeros(episodes, dtype=np.int64)
     active = np.ones(episodes, dtype=bool)
+    scale = np.asarray(obs_noise, dtype=np.float64)
     while active.any():
         idx = np.flatnonzero(active)
         seen = obs[idx]
-        if obs_noise > 0:
-            seen = seen + noise_rng.normal(0.0, obs_noise, size=seen.shape).astype(np.float32)
+        if np.any(scale > 0):
+            seen = seen + (noise_rng.standard_normal(size=seen.shape) * scale).astype(np.float32)
         actions = policy(seen)
         for row, i in enumerate(idx):
             next_obs, reward, terminated, truncated, _ = envs[i].step(actions[row])
@@ -100,3 +103,19 @@ def evaluate(
         result["score_mean"] = float(scores.mean())
         result["score_std"] = float(scores.std())
     return result
+
+
+# Where σ of ``--obs-noise`` applies. raw: N(0, σ²) on the observation as the environment gives
+# it, before advrl standardises it (A2PR's study; one σ for every dimension, whatever its
+# scale). standardised: σ in units of each dimension's dataset std, i.e. N(0, σ²) on the
+# standardised observation the actor reads (raw noise of std σ·std_i on dimension i).
+NOISE_SPACES = ("raw", "standardised")
+
+
+def noise_std(obs_noise: float, space: str, std: np.ndarray) -> float | np.ndarray:
+    """The std of the noise added to each raw observation dimension for ``obs_noise`` in
+    ``space``; ``std`` is the run's observation standardisation std (ones when it is off, where
+    both spaces are one)."""
+    if space not in NOISE_SPACES:
+        raise ValueError(f"noise space must be one of {', '.join(NOISE_SPACES)}, not {space!r}.")
+    return float(obs_noise) if space == "raw" else float(obs_noise) * np.asarray(std, dtype=np.float64)

@@ -1,7 +1,12 @@
-"""Reopen a finished or interrupted run: its recipe, components and a policy for acting."""
+"""Reopen a finished or interrupted run: its recipe, components and a policy for acting; its
+noise-robustness evaluations, saved in the run (``eval_noise.jsonl``)."""
 
 from __future__ import annotations
 
+import json
+import sys
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,10 +14,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from advrl.compare import NOISE_FILE, find_runs, noise_key, read_noise
 from advrl.component import Component, DataSpec
 from advrl.data.dataset import DatasetInfo, ObservationNormalizer
 from advrl.device import resolve_device
-from advrl.evaluation import evaluate, make_env_factory
+from advrl.evaluation import NOISE_SPACES, evaluate, make_env_factory, noise_std
 from advrl.learner.assembly import build_components, compute_dtypes
 from advrl.learner.checkpoint import CheckpointError, load_latest
 from advrl.learner.trainer import CHECKPOINT, RECIPE_FILE, make_policy
@@ -52,11 +58,77 @@ class Run:
 
         return make_env(self.info, self.recipe.eval.env)
 
-    def evaluate(self, episodes: int | None = None, obs_noise: float = 0.0, seed: int | None = None) -> dict:
+    def evaluation_seed(self, seed: int | None = None) -> int:
+        return int(self.recipe.seed + self.recipe.eval.seed_offset if seed is None else seed)
+
+    def evaluate(self, episodes: int | None = None, obs_noise: float = 0.0, seed: int | None = None,
+                 noise_space: str = "raw") -> dict:
+        """Mean and std of return (and normalised score) over ``episodes`` episodes, with
+        Gaussian noise of std ``obs_noise`` on the observations, in ``noise_space`` (``raw``:
+        the environment's observations, before standardisation; ``standardised``: in units of
+        each dimension's dataset std; see :data:`advrl.evaluation.NOISE_SPACES`)."""
         cfg = self.recipe.eval
         factory = make_env_factory(self.info, cfg.env)
-        seed = self.recipe.seed + cfg.seed_offset if seed is None else seed
-        return evaluate(self.policy, factory, episodes or cfg.episodes, seed, self.info, obs_noise)
+        scale = noise_std(obs_noise, noise_space, self.normalizer.std.cpu().numpy())
+        return evaluate(self.policy, factory, episodes or cfg.episodes, self.evaluation_seed(seed), self.info, scale)
+
+    def noise_results(self) -> list[dict]:
+        """The noise evaluations saved in the run (:func:`read_noise_results`)."""
+        return read_noise_results(self.run_dir)
+
+    def evaluate_noise(self, levels: Iterable[float], episodes: int | None = None, seed: int | None = None,
+                       noise_space: str = "raw", force: bool = False) -> list[dict]:
+        """Evaluate the checkpoint at each noise level and append the records to the run's
+        ``eval_noise.jsonl``; a level already evaluated with the same checkpoint step, space,
+        episodes and seed is returned from there (``skipped: True``) unless ``force``."""
+        if noise_space not in NOISE_SPACES:
+            raise CheckpointError(f"noise space must be one of {', '.join(NOISE_SPACES)}, not {noise_space!r}.")
+        episodes = int(episodes or self.recipe.eval.episodes)
+        if episodes < 1:
+            raise CheckpointError(f"{self.run_dir}'s recipe evaluates no episodes (eval.episodes=0): give --episodes N.")
+        saved = {noise_key(r): r for r in self.noise_results()}
+        results = []
+        for level in levels:
+            key = dict(step=self.step, obs_noise=float(level), noise_space=noise_space, episodes=episodes,
+                       seed=self.evaluation_seed(seed))
+            if not force and noise_key(key) in saved:
+                results.append({**saved[noise_key(key)], "skipped": True})
+                continue
+            started = time.perf_counter()
+            result = self.evaluate(episodes, key["obs_noise"], key["seed"], noise_space)
+            record = {**key, **result, "seconds": round(time.perf_counter() - started, 2)}
+            with open(self.run_dir / NOISE_FILE, "a") as handle:  # appended as it comes: a stop keeps what is done
+                handle.write(json.dumps(record) + "\n")
+            results.append({**record, "skipped": False})
+        return results
+
+
+def read_noise_results(run_dir: str | Path) -> list[dict]:
+    """The records of ``RUN/eval_noise.jsonl`` (none when it does not exist); a line cut short
+    by an interruption is skipped, and a record evaluated again with ``force`` replaces the
+    earlier one (:func:`advrl.compare.read_noise`, which compare reads without torch)."""
+    return read_noise(Path(run_dir))
+
+
+def evaluate_runs(paths: Iterable[str | Path], levels: Iterable[float], episodes: int | None = None,
+                  seed: int | None = None, noise_space: str = "raw", force: bool = False,
+                  device: str = "cpu") -> dict[str, list[dict]]:
+    """:meth:`Run.evaluate_noise` for every run at or below ``paths`` (run folders, or sweep and
+    study folders above them, found as ``advrl compare`` finds them): run folder -> records.
+    A run without a checkpoint yet is skipped with a warning when others are evaluated."""
+    levels = [float(level) for level in levels]
+    folders = [folder for path in paths for folder in find_runs(path)]
+    results: dict[str, list[dict]] = {}
+    for folder in folders:
+        try:
+            run = load_run(folder, device=device)
+        except CheckpointError as err:
+            if len(folders) == 1:
+                raise
+            print(f"advrl: warning: {folder} not evaluated: {err}", file=sys.stderr)
+            continue
+        results[str(folder)] = run.evaluate_noise(levels, episodes, seed, noise_space, force)
+    return results
 
 
 

@@ -80,6 +80,21 @@ def interval_estimate(strata: Sequence[Sequence[float]], statistic: Callable[[np
     return (point, *_interval(samples))
 
 
+def curve_band(curves: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray] = mean, reps: int = DEFAULT_REPS,
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(statistic, CI low, CI high) per point of [runs, points] curves (runs: seeds of one
+    group), each [points]: the runs resampled with replacement as whole curves, so every
+    resample keeps a seed's points together."""
+    curves, reps = np.asarray(curves, dtype=float), check_reps(reps)
+    if curves.ndim != 2 or not curves.shape[0]:
+        raise StatsError("curve_band needs a [runs, points] array with at least one run.")
+    picks = np.random.default_rng(seed).integers(0, curves.shape[0], size=(reps, curves.shape[0]))
+    samples = statistic(np.swapaxes(curves[picks], 1, 2))  # [reps, points, runs] -> [reps, points]
+    tail = 100 * (1 - CONFIDENCE) / 2
+    low, high = np.percentile(samples, [tail, 100 - tail], axis=0)
+    return statistic(curves.T), low, high
+
+
 def _improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """P(X > Y) per row of [reps, m] and [reps, n] samples: the Mann-Whitney U statistic over
     m * n, a tie counting one half."""

@@ -47,8 +47,11 @@ def test_train_then_eval_with_observation_noise(minari_root, tiny_overrides, tmp
     assert result["obs_noise"] == 0.1 and "score_mean" in result and result["step"] == 20
 
 
-def test_resume_rejects_overrides(capsys):
-    assert main(["train", "--resume", "somewhere", "train.steps=3"]) == 2
+def test_resume_rejects_a_recipe_and_overrides_that_change_what_was_trained(capsys):
+    assert main(["train", "--resume", "somewhere", "recipes/td3bc.yaml"]) == 2
+    assert "takes no recipe (recipes/td3bc.yaml)" in capsys.readouterr().err
+    assert main(["train", "--resume", "somewhere", "seed=3"]) == 1
+    assert capsys.readouterr().err.startswith("advrl: error: seed cannot be changed on resume")
 
 
 def test_data_list_and_info(minari_root, capsys):

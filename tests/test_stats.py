@@ -62,3 +62,11 @@ def test_performance_profile_counts_runs_above_each_threshold():
 def test_non_positive_resamples_are_refused(reps):
     with pytest.raises(stats.StatsError, match="positive integer"):
         stats.interval_estimate([[1.0, 2.0]], stats.mean, reps=reps)
+
+
+def test_curve_band_resamples_whole_seeds():
+    # two seeds: a resample holds seed 0 twice, seed 1 twice, or one of each: means 0, 1 or 2 (x2 at the 2nd point)
+    mean, low, high = stats.curve_band(np.array([[0.0, 0.0], [2.0, 4.0]]), stats.mean, reps=2000, seed=0)
+    assert mean.tolist() == [1.0, 2.0] and low.tolist() == [0.0, 0.0] and high.tolist() == [2.0, 4.0]
+    with pytest.raises(stats.StatsError):
+        stats.curve_band(np.zeros((0, 3)))

@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from advrl import provenance, threads
+from advrl.compare import ERROR_FILE  # why a run died (one line): `advrl compare` shows it failed, not still running
 from advrl.component import DataSpec
 from advrl.data.dataset import DatasetInfo, ObservationNormalizer, load_offline_data
 from advrl.device import autocast, resolve_device
@@ -37,6 +38,9 @@ CHECKPOINT = "checkpoints/last.pt"
 RECIPE_FILE = "recipe.yaml"
 SOFTWARE_FILE = "software.json"  # library versions and processor the run started with
 METRICS_FILE = "metrics.jsonl"  # written by MetricsLogger
+# what `advrl train --resume RUN key=value` may change: how long the run goes on, how it is
+# logged and evaluated. Anything else would change what the steps it already took trained.
+RESUME_KEYS = ("train.steps", "train.checkpoint_every", "train.log_every", "eval.")
 
 
 @dataclass
@@ -123,6 +127,9 @@ class Trainer:
         self.resumed_from: Path | None = None  # the checkpoint a resumed run continues from
         if resume:
             self._resume_state()
+            if self.step > self.total_steps:  # before recipe.yaml is rewritten with the shorter budget
+                raise RecipeError(f"the run has trained {self.step} steps, more than the {self.total_steps} it would now "
+                                  "end at: a resume continues a run, it cannot shorten it.")
         (self.run_dir / RECIPE_FILE).write_text(OmegaConf.to_yaml(recipe, resolve=True))
         if not (self.run_dir / SOFTWARE_FILE).exists():  # a resume keeps what the run started with
             software = {**provenance.software(), "threads": self.threads}
@@ -247,7 +254,10 @@ class Trainer:
         evaluation of these runs swings by tens of points from one to the next (Agarwal et al.
         2021 on few-run evaluation), so the run's score should not rest on the last one alone.
         A run resumed after it finished (records at its last step are kept) does not repeat it."""
-        cfg, recorded = self.recipe.eval, self.logger.rows.get("final_eval")
+        cfg = self.recipe.eval
+        # a pilot grown with `--resume RUN train.steps=N` keeps its earlier final_eval; only one at
+        # this step counts as done
+        recorded = [r for r in self.logger.rows.get("final_eval", []) if r["step"] >= self.step]
         if recorded:
             self.final_evaluation = {k: v for k, v in recorded[-1].items() if k not in ("kind", "step")}
         if recorded or self.env_factory is None or cfg.final_episodes <= 0:
@@ -261,6 +271,11 @@ class Trainer:
                 result[f"last_n_{key}"] = float(np.mean([e[key] for e in recent]))
         self.final_evaluation = {"episodes": int(cfg.final_episodes), "last_n": len(recent), **result}
         self.logger.log("final_eval", self.step, self.final_evaluation)
+
+    def _record_error(self, err: Exception) -> None:
+        """error.txt: the step and one-line message of the exception that ended the run."""
+        message = " ".join(str(err).split()) or "(no message)"
+        (self.run_dir / ERROR_FILE).write_text(f"step {self.step}: {type(err).__name__}: {message}\n")
 
     # ---- the loop --------------------------------------------------------------------------
     @property
@@ -287,6 +302,7 @@ class Trainer:
         step_tensor = torch.zeros((), dtype=torch.long, device=self.device)
         bar = tqdm(total=total, initial=self.step, disable=not self.progress, dynamic_ncols=True, desc=str(self.recipe.name))
         last_time, last_step = time.perf_counter(), self.step
+        (self.run_dir / ERROR_FILE).unlink(missing_ok=True)  # resumed: it is not failed any more
         try:
             while self.step < total:
                 self.step += 1
@@ -315,6 +331,9 @@ class Trainer:
                     self.save()
                 bar.update(1)
             self._final_evaluation()
+        except Exception as err:  # not KeyboardInterrupt/SystemExit (SIGTERM kills): those are interruptions
+            self._record_error(err)
+            raise
         finally:
             bar.close()
             self.logger.close()
@@ -337,11 +356,24 @@ def train(recipe, overrides=(), run_dir: str | Path | None = None, progress: boo
         return trainer.fit()
 
 
-def resume(run_dir: str | Path, progress: bool = True) -> RunResult:
-    """Continue an interrupted run from its last checkpoint, with the recipe it saved."""
+def check_resume_overrides(overrides) -> None:
+    """Raise naming the first override a resume may not apply (see RESUME_KEYS)."""
+    for override in overrides:
+        key = str(override).partition("=")[0].strip()
+        if not key.startswith(RESUME_KEYS[-1]) and key not in RESUME_KEYS[:-1]:
+            raise RecipeError(
+                f"{key} cannot be changed on resume: it would change what the run's first steps trained; resume takes "
+                f"only train.steps, train.checkpoint_every, train.log_every and eval.* (start a new run for {key}).")
+
+
+def resume(run_dir: str | Path, progress: bool = True, overrides=()) -> RunResult:
+    """Continue an interrupted or finished run from its last checkpoint, with the recipe it
+    saved; ``overrides`` of ``train.steps`` (grow a pilot), ``train.checkpoint_every``,
+    ``train.log_every`` and ``eval.*`` apply and are saved in its recipe.yaml."""
     run_dir = Path(run_dir)
     recipe_path = run_dir / RECIPE_FILE
+    check_resume_overrides(overrides)
     rundir.check_resumable(run_dir, "advrl train")
-    recipe = load_recipe(recipe_path)
+    recipe = load_recipe(recipe_path, list(overrides))
     with run_lock(run_dir):
         return Trainer(recipe, run_dir, resume=True, progress=progress).fit()
