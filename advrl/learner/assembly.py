@@ -151,8 +151,6 @@ def compute_dtypes(recipe: DictConfig, device) -> dict:
     return {slot: compute_dtype(entry.get("precision", default), device) for slot, entry in recipe.components.items()}
 
 
-
-
 def check_slot_use(recipe: DictConfig, components: dict[str, Component]) -> None:
     """Refuse components that a run would build (and train) without using them.
 

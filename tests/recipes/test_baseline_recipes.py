@@ -13,7 +13,7 @@ from advrl.component import DataSpec
 from advrl.learner.assembly import build_components, build_updates
 from advrl.recipe import load_recipe, recipe_diff
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 SPEC = DataSpec(11, 3, 1.0)
 
 # method recipe -> (its baseline, the keys that are the method's own: a difference anywhere
