@@ -11,6 +11,7 @@ The Python API mirrors the CLI::
 
 from __future__ import annotations
 
+from advrl import sweep  # callable: advrl.sweep(recipe, overrides, out, executor=...)
 from advrl.component import Component, DataSpec, describe, option, slot
 from advrl.learner.trainer import RunResult, resume, train
 from advrl.recipe import RecipeError, load_recipe
@@ -56,5 +57,6 @@ __all__ = [
     "register_kind",
     "resume",
     "slot",
+    "sweep",
     "train",
 ]
