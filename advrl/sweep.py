@@ -175,6 +175,18 @@ def plan(recipe: str | Path, overrides: list[str], out: str | Path) -> list[Swee
     return [SweepRun(recipe, point, out / folder_name(point, swept_keys)) for point in points]
 
 
+def check_runs(runs: list[SweepRun]) -> None:
+    """Validate each run's recipe with its overrides, data flow included (as :func:`plan` does for
+    a grid), so that a typo fails before anything is submitted."""
+    from advrl.recipe import RecipeError, load_recipe
+
+    for run in runs:
+        try:
+            load_recipe(run.recipe, run.overrides)
+        except RecipeError as err:
+            raise RecipeError(f"{run.name}: {err}") from None
+
+
 class Job(Protocol):
     name: str
     log: Path
