@@ -79,6 +79,8 @@ def test_bad_executor_input_is_one_line_before_anything_is_made(tmp_path, capsys
         (["--executor", "slurm", "--slurm", "time=ten"], "--slurm time=ten: not a valid time"),
         (["--executor", "ray", "--ray-address", "127.0.0.1:9"], "--ray-address 127.0.0.1:9: no Ray cluster answers"),
         (["--executor", "ray", "--ray-address", "head-node"], "--ray-address 'head-node' is not HOST:PORT"),
+        (["--slurm", "partition=debug"], "--slurm applies to --executor slurm only"),
+        (["--executor", "slurm", "--workers", "2"], "--workers applies to --executor local only"),
     ]
     for extra, message in cases:
         assert main(base + extra) == 1, extra

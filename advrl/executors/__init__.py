@@ -46,7 +46,14 @@ class Executor:
         raise NotImplementedError
 
 
+# options that only one executor reads: given to another, they would be silently ignored
+ONLY_FOR = {"ray_address": ("ray", "--ray-address"), "slurm": ("slurm", "--slurm"), "workers": ("local", "--workers")}
+
+
 def make(name: str, options: Options) -> Executor:
+    for option, (executor, flag) in ONLY_FOR.items():
+        if name in EXECUTORS and name != executor and getattr(options, option):
+            raise SweepError(f"{flag} applies to --executor {executor} only; drop it, or add --executor {executor}.")
     if name == "local":
         from advrl.executors.local import LocalExecutor
 

@@ -75,6 +75,7 @@ class RayExecutor(Executor):
         started = self._connect(ray)
         task = ray.remote(_train).options(num_cpus=self.options.cpus_per_run, num_gpus=self.options.gpus_per_run,
                                           max_retries=self.options.max_retries, retry_exceptions=False)
+        pending = {}
         try:
             pending = {task.remote(run.portable()): run for run in runs}
             print(f"submitted {len(pending)} Ray tasks ({self.options.cpus_per_run:g} CPU, {self.options.gpus_per_run:g} GPU each)", flush=True)

@@ -11,6 +11,8 @@ must be on storage that the submitting machine and every node see.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import time
@@ -104,18 +106,26 @@ class SlurmExecutor(Executor):
             raise SweepError(f"--slurm partition={partition}: Slurm has no such partition (see `sinfo`).")
 
     def run(self, runs, on_done=None):
+        """Submit the runs that have no job in the queue yet (a sweep started again while its jobs
+        still run waits for them instead of submitting them twice), then wait for all."""
         submitit = require("submitit", "slurm")
-        folder = Path(runs[0].run_dir).parent / ".submitit" if runs else Path(".submitit")
+        folder = Path(os.path.commonpath([Path(run.run_dir).parent for run in runs])) / ".submitit"
+        ledger = Ledger(folder / "jobs.json")
+        queued = _queued() or set()
+        attached = [(submitit.SlurmJob(folder / "%j", ledger.job(run)), run) for run in runs if ledger.job(run) in queued]
+        fresh = [run for run in runs if ledger.job(run) not in queued]
         executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm", slurm_max_num_timeout=MAX_REQUEUES)
         executor.update_parameters(name="advrl-sweep", **self.params)
         with executor.batch():
-            jobs = [executor.submit(TrainRun(), run.portable()) for run in runs]
-        print(f"submitted {len(jobs)} Slurm jobs ({', '.join(j.job_id for j in jobs[:3])}{', ...' if len(jobs) > 3 else ''})", flush=True)
+            jobs = [executor.submit(TrainRun(), run.portable()) for run in fresh]
+        ledger.record(zip(fresh, jobs))
+        print(f"submitted {len(jobs)} Slurm jobs{' (' + jobs[0].job_id.split('_')[0] + ')' if jobs else ''}"
+              f"{f'; waiting for {len(attached)} submitted before' if attached else ''}", flush=True)
         try:
-            return self._collect(list(zip(jobs, runs)), on_done)
-        except KeyboardInterrupt:  # the jobs stay queued: they belong to the cluster, not to this process
-            print(f"stopped waiting; the jobs go on (squeue; scancel {jobs[0].job_id.split('_')[0]} to stop them). "
-                  "Run the same command again once they end, or to wait for them.", flush=True)
+            return self._collect(attached + list(zip(jobs, fresh)), on_done)
+        except KeyboardInterrupt:  # the jobs belong to the cluster now: they go on
+            print("stopped waiting; the jobs go on in Slurm (squeue). The same command waits for them again "
+                  "without submitting them twice; scancel their ids to stop them.", flush=True)
             raise
 
     def _collect(self, pending: list, on_done) -> list:
@@ -143,6 +153,22 @@ class SlurmExecutor(Executor):
                     on_done(run)
                 print(f"[{time.strftime('%H:%M:%S')}] done  {run.name}", flush=True)
         return failed
+
+
+class Ledger:
+    """Which Slurm job trains which run folder (``.submitit/jobs.json``)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.jobs = json.loads(path.read_text()) if path.exists() else {}
+
+    def job(self, run) -> str | None:
+        return self.jobs.get(str(run.run_dir))
+
+    def record(self, pairs) -> None:
+        self.jobs.update({str(run.run_dir): job.job_id for run, job in pairs})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.jobs, indent=1))
 
 
 def _queued() -> set[str] | None:
