@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 
 from advrl.executors import Executor, require
 from advrl.sweep import SweepError
@@ -42,6 +43,15 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
                          "start one there (`ray start --head`) or leave --ray-address out to use this machine.") from None
 
 
+def _token_auth_if_known() -> None:
+    """Send this machine's Ray token when there is one: `ray start` enables token authentication
+    by default, and Ray 2.60's driver sends no token to a given address unless RAY_AUTH_MODE says
+    so (a cluster without authentication ignores it)."""
+    token = os.environ.get("RAY_AUTH_TOKEN") or Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token")).is_file()
+    if token and "RAY_AUTH_MODE" not in os.environ:
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def _train(run):
     from advrl.executors.point import train_run
 
@@ -52,6 +62,8 @@ class RayExecutor(Executor):
     name = "ray"
 
     def check(self) -> None:
+        if self.options.ray_address:  # before Ray is imported: it reads RAY_AUTH_MODE once (a local instance sets its own up)
+            _token_auth_if_known()
         require("ray", "ray")
         if self.options.cpus_per_run <= 0 or self.options.gpus_per_run < 0:
             raise SweepError("--cpus-per-run must be > 0 and --gpus-per-run >= 0.")
@@ -66,8 +78,13 @@ class RayExecutor(Executor):
         try:
             ray.init(address=self.options.ray_address, runtime_env={"env_vars": env}, include_dashboard=False,
                      log_to_driver=False, configure_logging=False)
-        except (ConnectionError, TimeoutError) as err:
-            raise SweepError(f"--ray-address {self.options.ray_address}: {err}") from None
+        except (ConnectionError, TimeoutError, RuntimeError) as err:
+            first = str(err).strip().splitlines()[0]
+            if not self.options.ray_address:
+                raise SweepError(f"--executor ray: Ray did not start here ({first}); see /tmp/ray/session_latest/logs, "
+                                 "or give --ray-address of a running cluster.") from None
+            raise SweepError(f"--ray-address {self.options.ray_address}: {first} (a cluster with token authentication "
+                             "needs its token here: RAY_AUTH_TOKEN or ~/.ray/auth_token).") from None
         return True
 
     def run(self, runs, on_done=None):
