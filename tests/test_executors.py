@@ -136,11 +136,16 @@ def test_a_slurm_sweep_requeues_a_preempted_job_and_resumes_its_run(tmp_path, mi
     thread, results, errors = in_thread(lambda: advrl.sweep(
         RECIPES / "bc.yaml", overrides, out, executor="slurm", slurm=["partition=debug,time=10,array_parallelism=2"]))
     victim = out / "seed=1"
-    pid = wait_for_checkpoint(victim, errors)
-    job = _job_id(pid)
-    # what Slurm sends before a time limit or a preemption (submitit asks for USR2): the job requeues itself
-    subprocess.run(["scancel", "--signal=USR2", job], check=True, timeout=30)
-    thread.join(timeout=240)
+    try:
+        pid = wait_for_checkpoint(victim, errors)
+        job = _job_id(pid)
+        # what Slurm sends before a time limit or a preemption (submitit asks for USR2): the job requeues itself
+        subprocess.run(["scancel", "--signal=USR2", job], check=True, timeout=30)
+        thread.join(timeout=240)
+    finally:  # a test that failed leaves no job of its own in the queue
+        ledger = out / ".submitit" / "jobs.json"
+        if thread.is_alive() and ledger.exists():
+            subprocess.run(["scancel", *json.loads(ledger.read_text()).values()], timeout=30)
     assert not thread.is_alive() and not errors, errors
     assert results == [[]]
     for seed in range(3):

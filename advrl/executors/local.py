@@ -21,5 +21,6 @@ class LocalExecutor(Executor):
         return self.options.workers or os.cpu_count() or 1
 
     def run(self, runs, on_done=None):
-        threads = str(max(1, int(self.options.cpus_per_run)))
+        # the default request (1) keeps the environment's OMP_NUM_THREADS (else 1), as before executors
+        threads = None if self.options.cpus_per_run == 1.0 else str(max(1, int(self.options.cpus_per_run)))
         return run_jobs(runs, self.workers, on_done=on_done, threads=threads)
