@@ -141,7 +141,14 @@ def test_a_slurm_sweep_requeues_a_preempted_job_and_resumes_its_run(tmp_path, mi
         job = _job_id(pid)
         # what Slurm sends before a time limit or a preemption (submitit asks for USR2): the job requeues itself
         subprocess.run(["scancel", "--signal=USR2", job], check=True, timeout=30)
+        submitted = json.loads((out / ".submitit" / "jobs.json").read_text())
+        # the same command again while the jobs run (a new login, say): it waits for them, submits nothing
+        again, results_again, errors_again = in_thread(lambda: advrl.sweep(
+            RECIPES / "bc.yaml", overrides, out, executor="slurm", slurm=["partition=debug,time=10,array_parallelism=2"]))
         thread.join(timeout=240)
+        again.join(timeout=60)
+        assert not errors_again and results_again == [[]], errors_again
+        assert json.loads((out / ".submitit" / "jobs.json").read_text()) == submitted
     finally:  # a test that failed leaves no job of its own in the queue
         ledger = out / ".submitit" / "jobs.json"
         if thread.is_alive() and ledger.exists():

@@ -114,10 +114,7 @@ class SlurmExecutor(Executor):
         queued = _queued() or set()
         attached = [(submitit.SlurmJob(folder / "%j", ledger.job(run)), run) for run in runs if ledger.job(run) in queued]
         fresh = [run for run in runs if ledger.job(run) not in queued]
-        executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm", slurm_max_num_timeout=MAX_REQUEUES)
-        executor.update_parameters(name="advrl-sweep", **self.params)
-        with executor.batch():
-            jobs = [executor.submit(TrainRun(), run.portable()) for run in fresh]
+        jobs = self._submit(submitit, folder, fresh) if fresh else []
         ledger.record(zip(fresh, jobs))
         print(f"submitted {len(jobs)} Slurm jobs{' (' + jobs[0].job_id.split('_')[0] + ')' if jobs else ''}"
               f"{f'; waiting for {len(attached)} submitted before' if attached else ''}", flush=True)
@@ -127,6 +124,13 @@ class SlurmExecutor(Executor):
             print("stopped waiting; the jobs go on in Slurm (squeue). The same command waits for them again "
                   "without submitting them twice; scancel their ids to stop them.", flush=True)
             raise
+
+    def _submit(self, submitit, folder: Path, runs: list) -> list:
+        """The runs as one job array (a single sbatch call, ``array_parallelism`` at a time)."""
+        executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm", slurm_max_num_timeout=MAX_REQUEUES)
+        executor.update_parameters(name="advrl-sweep", **self.params)
+        with executor.batch():
+            return [executor.submit(TrainRun(), run.portable()) for run in runs]
 
     def _collect(self, pending: list, on_done) -> list:
         failed = []
