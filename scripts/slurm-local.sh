@@ -18,8 +18,9 @@ stop() {
       rm -f "$STATE/$daemon.pid"
     fi
   done
-  if [ -f /run/munge/munged.pid ]; then
+  if [ -f "$STATE/munged.started" ] && [ -f /run/munge/munged.pid ]; then  # only a munged this script started
     kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true
+    rm -f "$STATE/munged.started"
   fi
   echo "slurm-local: stopped"
 }
@@ -36,7 +37,7 @@ if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
   apt-get install -y -qq slurm-wlm munge >/dev/null
 fi
 
-if sinfo -h -p debug -o %t 2>/dev/null | grep -qx idle; then
+if sinfo -h -p debug -o %t 2>/dev/null | grep -qE '^(idle|mix|alloc|comp)'; then  # up, maybe running jobs
   echo "slurm-local: already up ($(sinfo -h -p debug -o '%D node, %c CPUs, state %t'))"
   exit 0
 fi
@@ -85,6 +86,7 @@ if ! munge -n >/dev/null 2>&1; then
   else
     munged --force
   fi
+  touch "$STATE/munged.started"
 fi
 
 pgrep -F "$STATE/slurmctld.pid" >/dev/null 2>&1 || slurmctld
