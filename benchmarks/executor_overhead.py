@@ -24,6 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "advrl.cli"]
+RAY = str(Path(sys.executable).parent / "ray")  # the ray command of this environment
 OVERRIDES = ["dataset.id=advrl/hopper/random-v0", "train.steps=20", "train.batch_size=32", "train.log_every=1",
              "train.checkpoint_every=20", "train.device=cpu", "eval.every=20", "eval.episodes=1", "eval.final_episodes=0"]
 
@@ -56,7 +57,7 @@ def command(executor: str, out: Path, address: str | None) -> tuple[list[str], P
 def start_head() -> str:
     """A running Ray instance, as a cluster's head would be; its temporary folder."""
     head = tempfile.mkdtemp(prefix="rayh", dir="/tmp")
-    subprocess.run(["ray", "start", "--head", "--num-cpus=2", "--port=6390", f"--temp-dir={head}", "--include-dashboard=false"],
+    subprocess.run([RAY, "start", "--head", "--num-cpus=2", "--port=6390", f"--temp-dir={head}", "--include-dashboard=false"],
                    check=True, capture_output=True)
     return head
 
@@ -77,7 +78,7 @@ def main() -> None:
                 shutil.rmtree(out, ignore_errors=True)
         finally:
             if head is not None:
-                subprocess.run(["ray", "stop", "--force"], capture_output=True)
+                subprocess.run([RAY, "stop", "--force"], capture_output=True)
                 shutil.rmtree(head, ignore_errors=True)
         print(f"{name:13s} submit -> first step: median {statistics.median(seconds):5.1f} s  "
               f"(runs: {', '.join(f'{s:.1f}' for s in seconds)})", flush=True)
