@@ -437,9 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="ray: the cluster's address (ray start --head prints it; or auto); default: a Ray instance "
                                "already running here, else a new local one")
     sweeping.add_argument("--max-retries", type=int, default=3, help="ray: restarts of a run whose worker dies (default 3)")
-    sweeping.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
-                          help="slurm: sbatch options, any of partition, time (minutes or [D-]HH:MM:SS), cpus_per_task, "
-                               "gpus_per_task, array_parallelism, mem, account, qos, constraint (repeatable)")
+    sweeping.add_argument("--slurm", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                          help="slurm: sbatch options (space- or comma-separated, repeatable), any of partition, time (minutes or [D-]HH:MM:SS), cpus_per_task, "
+                               "gpus_per_task, array_parallelism, mem, account, qos, constraint")
     sweeping.set_defaults(func=cmd_sweep)
 
     probing = sub.add_parser("probe", help="does the run's critic rank its dataset's sources? Q, V, advantage per source",

@@ -363,7 +363,7 @@ def main() -> None:
     parser.add_argument("--cpus-per-run", type=float, default=1.0, help="as advrl sweep's")
     parser.add_argument("--gpus-per-run", type=float, default=0.0, help="as advrl sweep's")
     parser.add_argument("--ray-address", default=None, help="as advrl sweep's")
-    parser.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE", help="as advrl sweep's")
+    parser.add_argument("--slurm", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="as advrl sweep's")
     args = parser.parse_args()
     if args.action == "run":
         try:

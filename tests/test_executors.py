@@ -160,3 +160,20 @@ def test_a_slurm_sweep_requeues_a_preempted_job_and_resumes_its_run(tmp_path, mi
     check_resumed_once(victim, pid)
     stderr = "".join(p.read_text() for p in (out / ".submitit").rglob(f"{job}_0_log.err"))
     assert "Requeued job" in stderr or "requeue" in stderr.lower(), stderr[-2000:]
+
+
+def test_slurm_options_become_submitit_parameters():
+    from advrl.executors.slurm_jobs import parameters, parse_options
+
+    options = parse_options(["partition=debug,time=1:30:00", "cpus_per_task=2", "gpus_per_task=1", "array_parallelism=8"])
+    params = parameters(options, cpus=1, gpus=0)
+    assert params["slurm_partition"] == "debug" and params["timeout_min"] == 90
+    assert params["cpus_per_task"] == 2 and params["slurm_gpus_per_task"] == 1 and params["slurm_array_parallelism"] == 8
+    assert params["slurm_setup"] == ["export OMP_NUM_THREADS=2"]  # each run's threads match its CPUs
+    assert parameters(parse_options(["time=2-00:00:00"]), cpus=4, gpus=0)["timeout_min"] == 2880
+    assert parameters({}, cpus=4, gpus=2)["cpus_per_task"] == 4  # --cpus-per-run is the default
+    # the command line's --slurm takes space-separated items too
+    from advrl.cli import build_parser
+
+    args = build_parser().parse_args(["sweep", "r.yaml", "seed=0,1", "--out", "o", "--slurm", "partition=debug", "time=10"])
+    assert args.slurm == ["partition=debug", "time=10"] and args.overrides == ["seed=0,1"]
