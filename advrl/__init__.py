@@ -90,5 +90,6 @@ __all__ = [
     "register_kind",
     "resume",
     "slot",
+    "sweep",
     "train",
 ]

@@ -131,7 +131,9 @@ def cmd_sweep(args) -> int:
     from advrl import compare, sweep
 
     try:
-        failed = sweep.sweep(args.recipe, args.overrides, args.out, args.workers)
+        failed = sweep.sweep(args.recipe, args.overrides, args.out, args.workers, executor=args.executor,
+                             cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
+                             ray_address=args.ray_address, max_retries=args.max_retries, slurm=args.slurm)
     except KeyboardInterrupt:
         return 130
     if failed:
@@ -516,14 +518,31 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--title", default="advrl report", help="the report's and plots' title")
     rep.set_defaults(func=cmd_report)
 
-    sweeping = sub.add_parser("sweep", help="train a grid of overrides (key=a,b) and seeds, one process per core, resumable",
+    sweeping = sub.add_parser("sweep", help="train a grid of overrides (key=a,b) and seeds here, on Ray or on Slurm; resumable",
                               description="Train every point of the grid the overrides span (key=a,b sweeps a key; "
-                                          "the product of the swept keys), each run in its own process under OUT, "
-                                          "at most --workers at a time. Run the same command again to resume.")
+                                          "the product of the swept keys), each run in its own folder under OUT: "
+                                          "here (--executor local, --workers at a time), as Ray tasks or as a Slurm "
+                                          "job array. Every point is validated before anything is submitted. Run the "
+                                          "same command again to resume: finished runs are skipped, the others "
+                                          "continue from their checkpoints.")
     sweeping.add_argument("recipe", help="recipe YAML file")
     sweeping.add_argument("overrides", nargs="*", help="key=value, or key=a,b,c to sweep (e.g. seed=0,1,2)")
-    sweeping.add_argument("--out", required=True, help="folder of the sweep's runs (one sub-folder per grid point)")
-    sweeping.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="runs at a time (default: one per core)")
+    sweeping.add_argument("--out", required=True,
+                          help="folder of the sweep's runs (one sub-folder per grid point); with ray or slurm it must be "
+                               "on storage that every worker sees at the same path")
+    sweeping.add_argument("--executor", default="local", metavar="{local,ray,slurm}",
+                          help="where runs train: local processes (default), Ray tasks, or a Slurm job array via submitit")
+    sweeping.add_argument("--workers", type=int, default=None, help="local: runs at a time (default: one per core)")
+    sweeping.add_argument("--cpus-per-run", type=float, default=1.0,
+                          help="CPUs of each run (ray: the task's request; slurm: default cpus_per_task; local: its threads)")
+    sweeping.add_argument("--gpus-per-run", type=float, default=0.0, help="GPUs of each run (ray: the task's request; slurm: default gpus_per_task)")
+    sweeping.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                          help="ray: the cluster's address (ray start --head prints it; or auto); default: a Ray instance "
+                               "already running here, else a new local one")
+    sweeping.add_argument("--max-retries", type=int, default=3, help="ray: restarts of a run whose worker dies (default 3)")
+    sweeping.add_argument("--slurm", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                          help="slurm: sbatch options (space- or comma-separated, repeatable), any of partition, time (minutes or [D-]HH:MM:SS), cpus_per_task, "
+                               "gpus_per_task, array_parallelism, mem, account, qos, constraint")
     sweeping.set_defaults(func=cmd_sweep)
 
     probing = sub.add_parser("probe", help="does the run's critic rank its dataset's sources? Q, V, advantage per source",

@@ -1,16 +1,23 @@
-"""A grid of runs of one recipe, one process per core, resumable: ``advrl sweep``.
+"""A grid of runs of one recipe, resumable, on this machine or a cluster: ``advrl sweep``.
 
     advrl sweep recipes/td3bc.yaml components.actor_loss.alpha=1,2.5,5 seed=0,1,2 --out runs/alpha
+    advrl sweep ... --out /shared/runs/alpha --executor ray --cpus-per-run 1
+    advrl sweep ... --out /shared/runs/alpha --executor slurm --slurm partition=gpu,time=240
 
 An override whose value lists several values at the top level (``key=a,b``; commas inside
 brackets or quotes do not count) is swept; the grid is the product of the swept keys, and every
 other override applies to each run. Each run gets a folder under ``--out`` named by its swept
-values and trains in its own ``advrl train`` process, at most ``--workers`` at a time. The sweep
-can be stopped at any point (Ctrl-C, SIGTERM, end of a session) and started again with the same
-command: finished runs are skipped, interrupted ones resume from their checkpoints.
+values; every point is validated before anything starts. Where the runs train is the
+executor's business (``advrl/executors``): ``local`` runs each in its own ``advrl train``
+process here, at most ``--workers`` at a time (:func:`run_jobs`); ``ray`` and ``slurm`` submit
+each as a task of a cluster. The sweep can be stopped at any point (Ctrl-C, SIGTERM, end of a
+session, a lost node) and started again with the same command, on any executor: finished runs
+are skipped, interrupted ones resume from their checkpoints.
 ``advrl compare OUT`` then tables the grid, seeds grouped, one row per configuration.
 
-The process scheduler (:func:`run_jobs`) is shared with ``benchmarks/harness.py``.
+From Python, ``advrl.sweep(recipe, overrides, out, executor=...)`` is the same command (this
+module is callable), and :func:`execute` trains any list of :class:`SweepRun` (several recipes,
+fine-tuning phases): ``benchmarks/harness.py`` runs its suites through it.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,11 +99,14 @@ def folder_name(point: list[str], swept_keys: list[str]) -> str:
 
 @dataclass
 class SweepRun:
-    """One grid point: its overrides, its run folder and log."""
+    """One grid point: its overrides, its run folder and log, and optionally the overrides of an
+    offline-to-online phase (``advrl finetune``) after training. Plain data, so that Ray and
+    submitit can ship it to the worker that trains it."""
 
     recipe: Path
     overrides: list[str]
     run_dir: Path
+    finetune: list[str] | None = None
 
     @property
     def name(self) -> str:
@@ -108,16 +119,40 @@ class SweepRun:
     def finished(self) -> bool:
         return (self.run_dir / "DONE").exists()
 
-    def command(self) -> list[str]:
+    def offline_done(self) -> bool:
+        return (self.run_dir / "OFFLINE_DONE").exists() or (self.finetune is None and self.finished())
+
+    def phase_args(self) -> list[str]:
+        """The ``advrl`` arguments of the next phase: training, or fine-tuning after it; each
+        resumes its folder when a start is there already (also one stopped before its first
+        checkpoint: ``train`` would refuse its folder)."""
         from advrl.learner.rundir import resumable
 
-        if resumable(self.run_dir):  # also a run stopped before its first checkpoint: train would refuse its folder
-            return CLI + ["train", "--resume", str(self.run_dir), "--no-progress"]
-        return CLI + ["train", str(self.recipe), *self.overrides, "--run-dir", str(self.run_dir), "--no-progress"]
+        if not self.offline_done():
+            if resumable(self.run_dir):
+                return ["train", "--resume", str(self.run_dir), "--no-progress"]
+            return ["train", str(self.recipe), *self.overrides, "--run-dir", str(self.run_dir), "--no-progress"]
+        tuned = self.run_dir / "finetune"
+        if resumable(tuned):
+            return ["finetune", "--resume", str(tuned), "--no-progress"]
+        return ["finetune", str(self.run_dir), *self.finetune, "--out", str(tuned), "--no-progress"]
+
+    def command(self) -> list[str]:
+        return CLI + self.phase_args()
 
     def mark_phase_done(self) -> bool:
-        (self.run_dir / "DONE").write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
+        """Record the finished phase; True when the whole run is done."""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        if self.finetune is not None and not self.offline_done():
+            (self.run_dir / "OFFLINE_DONE").write_text(stamp)
+            return False
+        (self.run_dir / "DONE").write_text(stamp)
         return True
+
+    def portable(self) -> SweepRun:
+        """This run as a plain SweepRun (a subclass, like the harness's, may not import on a worker)."""
+        return SweepRun(Path(self.recipe), list(self.overrides), Path(self.run_dir),
+                        None if self.finetune is None else list(self.finetune))
 
 
 def plan(recipe: str | Path, overrides: list[str], out: str | Path) -> list[SweepRun]:
@@ -142,6 +177,18 @@ def plan(recipe: str | Path, overrides: list[str], out: str | Path) -> list[Swee
     return [SweepRun(recipe, point, out / folder_name(point, swept_keys)) for point in points]
 
 
+def check_runs(runs: list[SweepRun]) -> None:
+    """Validate each run's recipe with its overrides, data flow included (as :func:`plan` does for
+    a grid), so that a typo fails before anything is submitted."""
+    from advrl.recipe import RecipeError, load_recipe
+
+    for run in runs:
+        try:
+            load_recipe(run.recipe, run.overrides)
+        except RecipeError as err:
+            raise RecipeError(f"{run.name}: {err}") from None
+
+
 class Job(Protocol):
     name: str
     log: Path
@@ -151,14 +198,17 @@ class Job(Protocol):
     def mark_phase_done(self) -> bool: ...
 
 
-def run_jobs(jobs: list[Job], workers: int, on_done: Callable[[Job], None] | None = None, poll: float = 1.0) -> list[Job]:
+def run_jobs(jobs: list[Job], workers: int, on_done: Callable[[Job], None] | None = None, poll: float = 1.0,
+             cpus_per_run: int | None = None) -> list[Job]:
     """Run each job's next process, at most ``workers`` at a time (each with a fair share of the
-    cores, see ``advrl.threads.worker_environment``), until every
+    cores, see ``advrl.threads.worker_environment``, or ``cpus_per_run`` threads), until every
     job is done or has failed; a job with several phases (``mark_phase_done`` False) is started
     again for the next. Ctrl-C or SIGTERM stops the running processes (they resume from their
     checkpoints next time) and raises KeyboardInterrupt. Returns the failed jobs."""
     pending, running, failed = list(jobs), [], []
     env = threads.worker_environment(workers)
+    if cpus_per_run is not None:  # an executor's explicit request (--cpus-per-run) wins over the share
+        env["OMP_NUM_THREADS"] = str(cpus_per_run)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops the runs too, as Ctrl-C does
     try:
         while pending or running:
@@ -200,9 +250,45 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def sweep(recipe: str | Path, overrides: list[str], out: str | Path, workers: int) -> list[SweepRun]:
-    """Train every unfinished run of the grid; returns the failed runs."""
-    runs = plan(recipe, overrides, out)
+def _engine(executor: str, options: dict):
+    """The executor, checked (its package, options, cluster) before anything is made or submitted."""
+    from advrl import executors
+
+    engine = executors.make(executor, executors.Options(**options))
+    engine.check()
+    return engine
+
+
+def _train(runs: list[SweepRun], engine, on_done) -> list[SweepRun]:
     pending = [run for run in runs if not run.finished()]
-    print(f"{len(runs) - len(pending)} of {len(runs)} runs finished; {len(pending)} to go, {workers} at a time", flush=True)
-    return run_jobs(pending, workers)
+    where = f"{engine.workers} at a time" if engine.name == "local" else f"on {engine.name}"
+    print(f"{len(runs) - len(pending)} of {len(runs)} runs finished; {len(pending)} to go, {where}", flush=True)
+    return engine.run(pending, on_done) if pending else []
+
+
+def execute(runs: list[SweepRun], executor: str = "local", on_done: Callable[[SweepRun], None] | None = None,
+            **options) -> list[SweepRun]:
+    """Train every unfinished run of ``runs`` (any recipes, fine-tuning phases) with ``executor``
+    (options: :class:`advrl.executors.Options`); ``on_done`` is called here for each run that
+    finishes. Returns the failed runs."""
+    return _train(runs, _engine(executor, options), on_done)
+
+
+def sweep(recipe: str | Path, overrides: list[str], out: str | Path, workers: int | None = None,
+          executor: str = "local", **options) -> list[SweepRun]:
+    """Train every unfinished run of the grid; returns the failed runs. ``options``:
+    ``cpus_per_run``, ``gpus_per_run``, ``ray_address``, ``max_retries``, ``slurm`` (a list of
+    ``KEY=VALUE``), as the command's flags."""
+    engine = _engine(executor, {"workers": workers, **options})
+    return _train(plan(recipe, overrides, out), engine, None)
+
+
+class _CallableModule(types.ModuleType):
+    """``advrl.sweep(...)`` runs a sweep while ``advrl.sweep.plan`` & co. stay reachable: the
+    module and the function share the name, and a package attribute cannot be both."""
+
+    def __call__(self, *args, **kwargs):
+        return sweep(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,15 +1,18 @@
-"""Resumable learning-quality benchmarks: many (recipe, seed) runs, one process per core.
+"""Resumable learning-quality benchmarks: many (recipe, seed) runs, trained by ``advrl sweep``'s executors.
 
     python benchmarks/harness.py run benchmarks/suites/hopper_rme_advantage.yaml [--workers 2] [--only a2pr:0]
+    python benchmarks/harness.py run SUITE --executor slurm --slurm partition=cpu,time=1440   # or --executor ray
     python benchmarks/harness.py report benchmarks/suites/hopper_rme_advantage.yaml
     python benchmarks/harness.py park benchmarks/suites/ssar_hopper_mr.yaml   # before a session ends
 
 A suite file lists runs (recipe, overrides, seeds, optionally `finetune:` overrides for an
-offline-to-online phase after the offline one) and a common budget. ``run`` starts each
-unfinished run in its own ``advrl train`` process (``--resume`` when it has a checkpoint),
-at most ``--workers`` at a time; it can be stopped at any point (Ctrl-C, SIGKILL, end of a
-session) and started again: finished runs are skipped, interrupted ones resume from their
-last checkpoint. ``report`` writes a Markdown table (per label the IQM and mean of the run scores
+offline-to-online phase after the offline one) and a common budget: it expands to a list of
+:class:`advrl.sweep.SweepRun` (each label x seed one run, its fine-tuning phase included),
+which ``run`` hands to :func:`advrl.sweep.execute` with the executor asked for (``local``:
+processes here, at most ``--workers`` at a time; ``ray``; ``slurm``), exactly as ``advrl
+sweep`` trains a grid. It can be stopped at any point (Ctrl-C, SIGKILL, end of a session) and
+started again: finished runs are skipped, interrupted ones resume from their last checkpoint.
+What is this repository's own stays here: the committed records, the report, parking. ``report`` writes a Markdown table (per label the IQM and mean of the run scores
 with bootstrap 95 % CIs, P(X > Y) between labels, the last evaluations, gradient steps/s), a
 learning-curve PNG, a performance-profile PNG and a JSON summary, with the same code as
 ``advrl compare`` (``advrl/compare.py``) plus the suite's observation-noise table.
@@ -37,18 +40,17 @@ import argparse
 import json
 import os
 import shutil
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
 
-from advrl import compare
+from advrl import compare, sweep
 from advrl.data import archive
 from advrl.data.dataset import DatasetError
-from advrl.sweep import run_jobs
+from advrl.recipe import RecipeError
+from advrl.sweep import SweepRun
 
 REPO = Path(__file__).resolve().parent.parent
 # what a finished run leaves in benchmarks/results: small text files, never checkpoints
@@ -66,22 +68,17 @@ DATASETS = "datasets"  # in a suite's records: archives of the dataset builds it
 
 
 @dataclass
-class Job:
-    label: str
-    recipe: str
-    overrides: list[str]
-    seed: int
-    run_dir: Path
-    record_dir: Path  # where the finished run's records are kept (committed)
-    finetune: list[str] | None = None  # overrides of an offline-to-online phase after training
+class Job(SweepRun):
+    """One (label, seed) run of a suite: a sweep run (its recipe, overrides with the seed, run
+    folder and fine-tuning phase) plus where its records are committed."""
+
+    label: str = ""
+    seed: int = 0
+    record_dir: Path = Path()  # where the finished run's records are kept (committed)
 
     @property
     def name(self) -> str:
         return f"{self.label} seed {self.seed}"
-
-    @property
-    def log(self) -> Path:
-        return self.run_dir.parent / f"{self.run_dir.name}.log"
 
     def archived(self) -> bool:
         return (self.record_dir / "DONE").exists()
@@ -164,29 +161,6 @@ class Job:
                 shutil.copyfile(source, target)
         shutil.rmtree(self.parked_dir, ignore_errors=True)
 
-    def command(self) -> list[str]:
-        """The next process to run: the offline phase, or the fine-tuning phase after it."""
-        from advrl.learner.rundir import resumable
-
-        cli = [sys.executable, "-m", "advrl.cli"]
-        if not self.offline_done():  # resume also a run stopped before its first checkpoint: train refuses its folder
-            if resumable(self.run_dir):
-                return cli + ["train", "--resume", str(self.run_dir), "--no-progress"]
-            return cli + ["train", str(REPO / self.recipe), *self.overrides, f"seed={self.seed}",
-                          "--run-dir", str(self.run_dir), "--no-progress"]
-        tuned = self.run_dir / "finetune"
-        if resumable(tuned):
-            return cli + ["finetune", "--resume", str(tuned), "--no-progress"]
-        return cli + ["finetune", str(self.run_dir), *self.finetune, "--out", str(tuned), "--no-progress"]
-
-    def mark_phase_done(self) -> bool:
-        """Record the finished phase; True when the whole job is done."""
-        if self.finetune is not None and not self.offline_done():
-            (self.run_dir / "OFFLINE_DONE").write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
-            return False
-        (self.run_dir / "DONE").write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
-        return True
-
 
 def load_suite(path: Path) -> tuple[dict, list[Job]]:
     suite = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
@@ -199,7 +173,8 @@ def load_suite(path: Path) -> tuple[dict, list[Job]]:
             where = Path(entry["label"]) / f"seed{seed}"
             finetune = entry.get("finetune", suite.get("finetune"))
             finetune = None if finetune is None or entry.get("finetune") is False else list(finetune)
-            jobs.append(Job(entry["label"], entry["recipe"], overrides, seed, root / where, results / where, finetune))
+            jobs.append(Job(REPO / entry["recipe"], [*overrides, f"seed={seed}"], root / where, finetune,
+                            label=entry["label"], seed=seed, record_dir=results / where))
     # seed-major order (every label's first seed, then every label's second, ...): a suite
     # stopped part-way already holds comparable runs of every label
     rank = [sum(other.label == job.label for other in jobs[:i]) for i, job in enumerate(jobs)]
@@ -229,9 +204,13 @@ def selected(jobs: list[Job], only: list[str]) -> list[Job]:
     return [job for job in jobs if job.label in only or f"{job.label}:{job.seed}" in only]
 
 
-def run(suite_path: Path, workers: int, only: list[str] | None = None) -> None:
+def run(suite_path: Path, workers: int | None = None, only: list[str] | None = None, executor: str = "local",
+        **options) -> list[Job]:
+    """Train the suite's unfinished runs with ``executor`` (options as :func:`advrl.sweep.execute`'s);
+    each finished run is archived (here, in the submitting process) as it ends. Returns the failed runs."""
     suite, jobs = load_suite(suite_path)
     jobs = selected(jobs, only or [])
+    sweep.check_runs([job for job in jobs if not job.finished()])  # every run's recipe, before anything starts
     for job in jobs:  # finished earlier but not archived (e.g. stopped between the two)
         if job.finished() and not job.archived():
             conclude(suite, job)
@@ -239,17 +218,15 @@ def run(suite_path: Path, workers: int, only: list[str] | None = None) -> None:
             restore_dataset(suite, job)
             job.unpark()
             print(f"{job.name}: restored from {job.parked_dir}", flush=True)
-    pending = [job for job in jobs if not job.finished()]
-    print(f"{len(jobs) - len(pending)} of {len(jobs)} runs finished; {len(pending)} to go, {workers} at a time")
 
     def archive(job: Job) -> None:
         conclude(suite, job)
         print(f"records of {job.name} in {job.record_dir}", flush=True)
 
     try:
-        run_jobs(pending, workers, on_done=archive, poll=5.0)
+        return sweep.execute(jobs, executor, on_done=archive, workers=workers, **options)
     except KeyboardInterrupt:
-        pass
+        return []
 
 
 def park(suite_path: Path, only: list[str] | None = None) -> None:
@@ -379,12 +356,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["run", "report", "park"])
     parser.add_argument("suite", type=Path)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel runs (one per core)")
     parser.add_argument("--only", action="append", default=[], metavar="LABEL[:SEED]",
                         help="run only these runs (repeatable), e.g. --only a2pr:0 --only td3bc")
+    parser.add_argument("--executor", default="local", metavar="{local,ray,slurm}", help="as advrl sweep's (default: local)")
+    parser.add_argument("--workers", type=int, default=None, help="local: parallel runs (default: one per core)")
+    parser.add_argument("--cpus-per-run", type=float, default=1.0, help="as advrl sweep's")
+    parser.add_argument("--gpus-per-run", type=float, default=0.0, help="as advrl sweep's")
+    parser.add_argument("--ray-address", default=None, help="as advrl sweep's")
+    parser.add_argument("--slurm", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="as advrl sweep's")
     args = parser.parse_args()
     if args.action == "run":
-        run(args.suite, args.workers, args.only)
+        try:
+            failed = run(args.suite, args.workers, args.only, args.executor, cpus_per_run=args.cpus_per_run,
+                         gpus_per_run=args.gpus_per_run, ray_address=args.ray_address, slurm=args.slurm)
+        except (sweep.SweepError, RecipeError) as err:
+            raise SystemExit(f"harness: error: {err}") from None
+        if failed:
+            raise SystemExit(f"{len(failed)} run(s) failed: {', '.join(str(job.log) for job in failed)}")
     elif args.action == "park":
         park(args.suite, args.only)
     else:

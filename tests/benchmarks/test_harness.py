@@ -291,3 +291,30 @@ def test_a_parked_run_resumes_on_a_new_machine_and_ends_like_an_uninterrupted_on
     assert job.mark_phase_done()
     job.archive()
     assert not job.parked_dir.exists()  # a finished run keeps no stale checkpoint in the records
+
+
+def test_a_suite_trains_through_the_sweep_executors_fine_tuning_phase_included(tmp_path, minari_root, tiny_overrides):
+    """The harness schedules nothing itself: a suite is a list of sweep runs that a Ray task
+    trains phase after phase (offline, then fine-tuning), archived here as each ends."""
+    import tempfile
+
+    import ray
+
+    suite_file = tmp_path / "suite.yaml"
+    tuning = "[online.steps=30, online.learning_starts=10, eval.every=10, train.log_every=10, train.checkpoint_every=10]"
+    suite_file.write_text(f"name: tiny\nseeds: [0]\noverrides: [{', '.join(tiny_overrides)}]\nruns:\n"
+                          "  - {label: bc, recipe: recipes/bc.yaml}\n"
+                          f"  - {{label: tuned, recipe: recipes/td3bc.yaml, finetune: {tuning}}}\n")
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must fit 107 characters
+    ray.init(num_cpus=2, _temp_dir=temp, include_dashboard=False, log_to_driver=False)
+    try:
+        assert harness.run(suite_file, executor="ray") == []
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+    _, (bc, tuned) = harness.load_suite(suite_file)
+    assert bc.archived() and tuned.archived()
+    assert (tuned.record_dir / "OFFLINE_DONE").exists() and (tuned.record_dir / "finetune" / "metrics.jsonl").exists()
+    log = tuned.log.read_text()
+    assert "start train " in log and "start finetune " in log  # both phases, in one task
+    assert "run_jobs" not in dir(harness) and "subprocess" not in dir(harness)  # no scheduler of its own
