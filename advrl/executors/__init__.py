@@ -11,6 +11,7 @@ package, a malformed option or an unreachable cluster is one line naming the fix
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -77,3 +78,17 @@ def require(module: str, extra: str):
         return importlib.import_module(module)
     except ImportError:
         raise SweepError(f"--executor {extra} needs the {module} package: pip install 'advrl[{extra}]'.") from None
+
+
+def settle(run: SweepRun, result: Callable[[], object], on_done: Callable[[SweepRun], None] | None, failed: list) -> None:
+    """Record one run whose task or job has ended: ``result()`` raises the run's own error (or
+    its worker's or job's death beyond the retries), which marks it failed; else it is done."""
+    try:
+        result()
+    except Exception as err:
+        print(f"FAILED {run.name}: {str(err).strip().splitlines()[-1]}; see {run.log}", flush=True)
+        failed.append(run)
+        return
+    if on_done is not None:
+        on_done(run)
+    print(f"[{time.strftime('%H:%M:%S')}] done  {run.name}", flush=True)

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from pathlib import Path
 
-from advrl.executors import Executor, require
+from advrl.executors import Executor, require, settle
 from advrl.sweep import SweepError
 
 # the worker's environment: where datasets, caches and policies are, and no hub look-ups
@@ -112,14 +111,5 @@ class RayExecutor(Executor):
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=60)
             for ref in ready:
-                run = pending.pop(ref)
-                try:
-                    ray.get(ref)
-                except Exception as err:  # the run's own error, or its worker died more than max_retries times
-                    print(f"FAILED {run.name}: {str(err).strip().splitlines()[-1]}; see {run.log}", flush=True)
-                    failed.append(run)
-                    continue
-                if on_done is not None:
-                    on_done(run)
-                print(f"[{time.strftime('%H:%M:%S')}] done  {run.name}", flush=True)
+                settle(pending.pop(ref), lambda ref=ref: ray.get(ref), on_done, failed)
         return failed

@@ -18,7 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from advrl.executors import Executor, require
+from advrl.executors import Executor, require, settle
 from advrl.sweep import SweepError
 
 
@@ -147,15 +147,7 @@ class SlurmExecutor(Executor):
                         failed.append(run)
                         continue
                 pending.remove((job, run))
-                try:
-                    job.result()
-                except Exception as err:
-                    print(f"FAILED {run.name}: {str(err).strip().splitlines()[-1]}; see {run.log}", flush=True)
-                    failed.append(run)
-                    continue
-                if on_done is not None:
-                    on_done(run)
-                print(f"[{time.strftime('%H:%M:%S')}] done  {run.name}", flush=True)
+                settle(run, job.result, on_done, failed)
         return failed
 
 
