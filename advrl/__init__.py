@@ -26,7 +26,7 @@ _API = {
     "RecipeError": "advrl.recipe", "load_recipe": "advrl.recipe",
     "KINDS": "advrl.registry", "RegistryError": "advrl.registry", "register": "advrl.registry",
     "register_kind": "advrl.registry",
-    "Run": "advrl.run", "load_run": "advrl.run",
+    "Run": "advrl.run", "load_run": "advrl.run", "evaluate_runs": "advrl.run",
 }
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from advrl.learner.trainer import RunResult, resume, train
     from advrl.recipe import RecipeError, load_recipe
     from advrl.registry import KINDS, RegistryError, register, register_kind
-    from advrl.run import Run, load_run
+    from advrl.run import Run, evaluate_runs, load_run
 
 
 def __getattr__(name: str):
@@ -82,6 +82,7 @@ __all__ = [
     "RunResult",
     "list_components",
     "describe",
+    "evaluate_runs",
     "load_recipe",
     "load_run",
     "make",
