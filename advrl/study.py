@@ -15,7 +15,8 @@ Each run lives in ``OUT/<variant>/<dataset id, / as _>/seed<k>/`` and trains thr
 and the same command resumes: finished runs are skipped, interrupted ones continue. Extending
 the study is editing the file: new seeds, variants or datasets train only their runs, and a
 higher ``train.steps`` resumes the finished runs to it (their records kept). Overrides apply
-in the order shared, dataset, variant: the most specific wins.
+in the order shared, dataset, variant: the most specific wins. Each run's recipe ``name`` is its
+variant's label, so ``advrl report OUT`` groups the runs by variant (and dataset).
 """
 
 from __future__ import annotations
@@ -140,7 +141,9 @@ def runs_of(study: Study) -> list[StudyRun]:
         for variant in study.variants:
             for dataset in study.datasets:
                 folder = dataset["id"].replace("/", "_")
-                overrides = [*study.overrides, f"dataset.id={dataset['id']}", *dataset["overrides"], *variant["overrides"], f"seed={seed}"]
+                # name=LABEL: `advrl report OUT` and `advrl compare OUT` group the runs by variant
+                overrides = [f"name={variant['label']}", *study.overrides, f"dataset.id={dataset['id']}", *dataset["overrides"],
+                             *variant["overrides"], f"seed={seed}"]
                 runs.append(StudyRun(variant["recipe"], overrides, study.out / variant["label"] / folder / f"seed{seed}",
                                      variant=variant["label"], dataset=folder, seed=seed))
     return runs
@@ -272,5 +275,5 @@ def run(path: str | Path, out: str | Path | None = None, dry_run: bool = False, 
         if r.finished():
             evaluate(study, r)
     failed = sweep.execute(runs, executor, on_done=lambda r: evaluate(study, r), **options)
-    print("\n" + progress(study, runs, failed), flush=True)
+    print("\n" + progress(study, runs, failed) + f"\n\nreport: advrl report {study.out}", flush=True)
     return failed

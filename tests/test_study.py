@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from advrl import study
+from advrl import compare, study
 from advrl.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -19,7 +19,7 @@ def write_study(path: Path, tiny_overrides: list[str], seeds=(0, 1), steps: int 
     overrides = [o for o in tiny_overrides if not o.startswith(("dataset.id=", "train.steps="))] + [f"train.steps={steps}"]
     spec = {"name": "tiny", "out": "runs",
             "variants": variants or [{"label": "bc", "recipe": str(REPO / "recipes" / "bc.yaml")},
-                                     {"label": "td3bc", "recipe": "advrl:td3bc.yaml", "overrides": ["components.actor_loss.alpha=5"]}],
+                                     {"label": "td3bc_a5", "recipe": "advrl:td3bc.yaml", "overrides": ["components.actor_loss.alpha=5"]}],
             "datasets": [TINY_ID], "seeds": list(seeds), "overrides": overrides}
     if evaluations:
         spec["evaluations"] = evaluations
@@ -40,11 +40,12 @@ def test_a_study_trains_every_run_into_its_folder_and_a_rerun_skips_them(tmp_pat
     spec = write_study(tmp_path / "study.yaml", tiny_overrides)
     assert main(["study", str(spec), "--workers", "2"]) == 0
     out = tmp_path / "runs"
-    assert run_dirs(out) == [f"{v}/advrl_hopper_random-v0/seed{s}" for v in ("bc", "td3bc") for s in (0, 1)]
-    recipe = OmegaConf.load(out / "td3bc" / "advrl_hopper_random-v0" / "seed1" / "recipe.yaml")
+    assert run_dirs(out) == [f"{v}/advrl_hopper_random-v0/seed{s}" for v in ("bc", "td3bc_a5") for s in (0, 1)]
+    recipe = OmegaConf.load(out / "td3bc_a5" / "advrl_hopper_random-v0" / "seed1" / "recipe.yaml")
     assert recipe.seed == 1 and recipe.components.actor_loss.alpha == 5 and recipe.dataset.id == TINY_ID
     printed = capsys.readouterr().out
     assert "| bc | advrl/hopper/random-v0 | 2 | 0 | 0 |" in printed
+    assert sorted(compare.group_runs([str(out)])) == ["bc", "td3bc_a5"]  # `advrl report OUT` groups by variant
     assert main(["study", str(spec), "--workers", "2"]) == 0
     assert "4 of 4 runs finished; 0 to go" in capsys.readouterr().out
 
@@ -55,7 +56,7 @@ def test_a_dry_run_prints_the_plan_and_its_cost_and_creates_nothing(tmp_path, mi
     printed = capsys.readouterr().out
     assert "2 variants x 1 datasets x 2 seeds = 4 runs" in printed and "0 done" in printed
     assert "80 steps left" in printed and "stated default" in printed
-    assert "| td3bc | advrl/hopper/random-v0 | 0 | 0 | 2 |" in printed
+    assert "| td3bc_a5 | advrl/hopper/random-v0 | 0 | 0 | 2 |" in printed
     assert not (tmp_path / "runs").exists()
 
 
