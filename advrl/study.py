@@ -172,7 +172,29 @@ def plan(path: str | Path | Study, out: str | Path | None = None) -> tuple[Study
     study = path if isinstance(path, Study) else load(path, out)
     runs = runs_of(study)
     sweep.check_runs(runs)
+    for run in runs:
+        check_settings(run)
     return study, runs
+
+
+def check_settings(run: StudyRun) -> None:
+    """Refuse a run folder trained with other settings than the study's now (an edited variant):
+    skipping or resuming it would mix two configurations under one label. Only what a resume
+    may change (train.steps, train.checkpoint_every, train.log_every, eval.*) may differ."""
+    from advrl.learner.trainer import RESUME_KEYS
+    from advrl.recipe import ABSENT, format_value, load_recipe, recipe_diff
+
+    saved = run.run_dir / "recipe.yaml"
+    if not saved.is_file() or not saved.stat().st_size:
+        return
+    differences = [d for d in recipe_diff(load_recipe(saved, check_flow=False), load_recipe(run.recipe, run.overrides, check_flow=False))
+                   if d[0] not in RESUME_KEYS[:-1] and not d[0].startswith(RESUME_KEYS[-1])]
+    if differences:
+        key = differences[0][0]
+        before, now = ("(absent)" if v is ABSENT else format_value(v) for v in differences[0][1:])
+        raise StudyError(f"{run.run_dir} was trained with {key}={before}, the study now gives {now}"
+                         f"{f' (and {len(differences) - 1} more)' if len(differences) > 1 else ''}: give the changed variant "
+                         "a new label, or delete its runs to train them again.")
 
 
 def step_reached(run: StudyRun) -> int:

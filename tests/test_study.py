@@ -82,6 +82,12 @@ def test_extending_a_study_trains_only_new_runs_and_resumes_finished_ones_to_mor
         assert OmegaConf.load(run / "recipe.yaml").train.steps == 40 and (run / "DONE").exists()
         assert max(train_records(run)) == 40
     assert train_records(first)[: len(before)] == before  # the earlier records kept
+    edited = [{**variants[0], "overrides": ["train.batch_size=16"]}]  # a variant changed under the same label
+    write_study(spec, tiny_overrides, seeds=[0, 1], steps=40, variants=edited)
+    capsys.readouterr()
+    assert main(["study", str(spec), "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "train.batch_size=32, the study now gives 16" in err
 
 
 def test_an_invalid_variant_is_refused_in_one_line_before_any_run_folder(tmp_path, minari_root, tiny_overrides, capsys):
