@@ -288,7 +288,7 @@ def run(path: str | Path, out: str | Path | None = None, dry_run: bool = False, 
     if dry_run:
         print(describe(study, runs, options.get("workers")) + "\n\n" + progress(study, runs), flush=True)
         return []
-    study.out.mkdir(parents=True, exist_ok=True)
+    sweep.check_executor(executor, **options)  # bad executor input leaves no trace either
     for r in runs:
         if to_extend(r):  # the train phase resumes with the study's train.steps (SweepRun.phase_args)
             print(f"{r.name}: trained to {saved_steps(r)} steps; resuming it to {planned_steps(r)}", flush=True)

@@ -267,6 +267,11 @@ def _engine(executor: str, options: dict):
     return engine
 
 
+def check_executor(executor: str = "local", **options) -> None:
+    """Raise SweepError for bad executor input (see :func:`_engine`), before a caller makes anything."""
+    _engine(executor, options)
+
+
 def _train(runs: list[SweepRun], engine, on_done) -> list[SweepRun]:
     pending = [run for run in runs if not run.finished()]
     where = f"{engine.workers} at a time" if engine.name == "local" else f"on {engine.name}"

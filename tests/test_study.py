@@ -98,6 +98,9 @@ def test_an_invalid_variant_is_refused_in_one_line_before_any_run_folder(tmp_pat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "broken/advrl_hopper_random-v0/seed0" in err and "stepz" in err
     assert not (tmp_path / "runs").exists()
+    write_study(spec, tiny_overrides)
+    assert main(["study", str(spec), "--executor", "kubernetes"]) == 1  # bad executor input: as advrl sweep's
+    assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("text, message", [
