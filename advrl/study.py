@@ -4,8 +4,10 @@
     out: runs/a2pr_vae                      # default: a folder named `name` beside the file
     variants:
       - {label: a2pr, recipe: advrl:a2pr.yaml}
-      - {label: no_vae, recipe: advrl:a2pr/ablations/no_behavior.yaml, overrides: [train.steps=2000]}
-    datasets: [advrl/hopper/random-medium-expert-v0]   # or {id: ID, overrides: [...]}
+      - {label: no_vae, recipe: advrl:a2pr/ablations/no_behavior.yaml, overrides: [eval.episodes=5]}
+      - {label: tuned, recipe: {advrl/hopper/medium-v0: advrl:a2pr/hopper-medium.yaml,   # a recipe per dataset
+                                advrl/hopper/random-medium-expert-v0: advrl:a2pr.yaml}}
+    datasets: [advrl/hopper/random-medium-expert-v0, advrl/hopper/medium-v0]   # or {id: ID, overrides: [...]}
     seeds: [0, 1, 2, 3, 4]
     overrides: [train.steps=100000]         # every run
     evaluations: {noise: [0, 0.05], noise_space: raw, episodes: 10}   # optional, after training
@@ -21,6 +23,7 @@ variant's label, so ``advrl report OUT`` groups the runs by variant (and dataset
 
 from __future__ import annotations
 
+import functools
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,13 +81,30 @@ def _variant(entry, base: Path, index: int) -> dict:
     label = str(entry["label"])
     if "/" in label or label.startswith("."):
         raise StudyError(f"variant label {label!r} names a folder: use no '/' and no leading '.'.")
-    recipe = str(entry.get("recipe") or "advrl:base.yaml")
+    recipe = entry.get("recipe") or "advrl:base.yaml"
+    # a mapping names a recipe per dataset id (a tuned recipe each, as advrl:a2pr/hopper-medium.yaml)
+    recipes = {str(k): _recipe_file(str(v), base, label) for k, v in recipe.items()} if isinstance(recipe, dict) \
+        else _recipe_file(str(recipe), base, label)
+    return {"label": label, "recipe": recipes, "overrides": _strings(entry.get("overrides"), f"variant {label}'s overrides")}
+
+
+def _recipe_file(recipe: str, base: Path, label: str) -> Path:
+    """A recipe reference (``advrl:...``, or a path relative to the study file) as a file."""
     from advrl.recipe import PACKAGED_PREFIX, recipe_path
 
     path = recipe_path(recipe) if recipe.startswith(PACKAGED_PREFIX) else recipe_path(recipe, base)
     if not path.is_file():
         raise StudyError(f"variant {label}: recipe {recipe} not found ({path}).")
-    return {"label": label, "recipe": path.resolve(), "overrides": _strings(entry.get("overrides"), f"variant {label}'s overrides")}
+    return path.resolve()
+
+
+def recipe_for(variant: dict, dataset_id: str) -> Path:
+    recipes = variant["recipe"]
+    if isinstance(recipes, Path):
+        return recipes
+    if dataset_id not in recipes:
+        raise StudyError(f"variant {variant['label']} names no recipe for dataset {dataset_id} (it has {', '.join(recipes)}).")
+    return recipes[dataset_id]
 
 
 def _dataset(entry, index: int) -> dict:
@@ -144,15 +164,20 @@ def runs_of(study: Study) -> list[StudyRun]:
                 # name=LABEL: `advrl report OUT` and `advrl compare OUT` group the runs by variant
                 overrides = [f"name={variant['label']}", *study.overrides, f"dataset.id={dataset['id']}", *dataset["overrides"],
                              *variant["overrides"], f"seed={seed}"]
-                runs.append(StudyRun(variant["recipe"], overrides, study.out / variant["label"] / folder / f"seed{seed}",
+                runs.append(StudyRun(recipe_for(variant, dataset["id"]), overrides, study.out / variant["label"] / folder / f"seed{seed}",
                                      variant=variant["label"], dataset=folder, seed=seed))
     return runs
 
 
 def planned_steps(run: StudyRun) -> int:
+    return _steps(Path(run.recipe), tuple(run.overrides))
+
+
+@functools.cache  # the plan, the estimate and the progress each ask, per run
+def _steps(recipe: Path, overrides: tuple[str, ...]) -> int:
     from advrl.recipe import load_recipe
 
-    return int(load_recipe(run.recipe, run.overrides, check_flow=False).train.steps)
+    return int(load_recipe(recipe, list(overrides), check_flow=False).train.steps)
 
 
 def saved_steps(run: StudyRun) -> int | None:
@@ -258,7 +283,7 @@ def describe(study: Study, runs: list[StudyRun], workers: int | None = None) -> 
     extend = sum(status(r) == "extend" for r in runs)
     lines = [f"study {study.name}: {len(study.variants)} variants x {len(study.datasets)} datasets x {len(study.seeds)} seeds "
              f"= {len(runs)} runs in {study.out}; {done} done, {extend} to extend to more steps, {len(runs) - done - extend} to train",
-             "variants: " + ", ".join(f"{v['label']} ({v['recipe'].name}{' ' + ' '.join(v['overrides']) if v['overrides'] else ''})"
+             "variants: " + ", ".join(f"{v['label']} ({_recipe_names(v)}{' ' + ' '.join(v['overrides']) if v['overrides'] else ''})"
                                       for v in study.variants),
              "datasets: " + ", ".join(d["id"] for d in study.datasets),
              "seeds: " + ", ".join(str(s) for s in study.seeds),
@@ -268,6 +293,11 @@ def describe(study: Study, runs: list[StudyRun], workers: int | None = None) -> 
         lines.append(f"then evaluated at observation noise {', '.join(f'{x:g}' for x in ev['noise'])} ({ev['noise_space']}) "
                      "into each run's eval_noise.jsonl")
     return "\n".join(lines)
+
+
+def _recipe_names(variant: dict) -> str:
+    recipes = variant["recipe"]
+    return recipes.name if isinstance(recipes, Path) else ", ".join(f"{k}: {v.name}" for k, v in recipes.items())
 
 
 def evaluate(study: Study, run: StudyRun) -> None:

@@ -132,3 +132,15 @@ def test_the_example_study_plans_without_training(tmp_path, capsys):
     assert main(["study", str(REPO / "examples" / "study_a2pr_vae.yaml"), "--dry-run", "--out", str(tmp_path / "out")]) == 0
     assert "= 20 runs" in capsys.readouterr().out
     assert not (tmp_path / "out").exists()
+
+
+def test_a_variant_may_name_a_recipe_per_dataset(tmp_path, tiny_overrides):
+    other = "advrl/hopper/random-s1-v0"
+    per_dataset = {TINY_ID: str(REPO / "recipes" / "bc.yaml"), other: "advrl:td3bc.yaml"}
+    spec = write_study(tmp_path / "study.yaml", tiny_overrides, seeds=[0], variants=[{"label": "tuned", "recipe": per_dataset}])
+    OmegaConf.save(OmegaConf.merge(OmegaConf.load(spec), {"datasets": [TINY_ID, other]}), spec)
+    _, runs = study.plan(spec)
+    assert [(r.dataset, r.recipe.name) for r in runs] == [("advrl_hopper_random-v0", "bc.yaml"), ("advrl_hopper_random-s1-v0", "td3bc.yaml")]
+    OmegaConf.save(OmegaConf.merge(OmegaConf.load(spec), {"datasets": [TINY_ID, other, "advrl/hopper/expert-v0"]}), spec)
+    with pytest.raises(study.StudyError, match="names no recipe for dataset advrl/hopper/expert-v0"):
+        study.plan(spec)
