@@ -306,8 +306,12 @@ def evaluate(study: Study, run: StudyRun) -> None:
     from advrl.run import evaluate_runs
 
     ev = study.evaluations
-    if ev:
+    if not ev:
+        return
+    try:
         evaluate_runs([run.run_dir], ev["noise"], ev["episodes"], noise_space=ev["noise_space"])
+    except Exception as err:  # called while other runs train: one run's evaluation must not stop them
+        print(f"evaluation of {run.name} failed ({type(err).__name__}: {err}); the next `advrl study` evaluates it again", flush=True)
 
 
 def run(path: str | Path, out: str | Path | None = None, dry_run: bool = False, executor: str = "local",
