@@ -120,7 +120,10 @@ def load(path: str | Path, out: str | Path | None = None) -> Study:
     path = Path(path)
     if not path.is_file():
         raise StudyError(f"study file {path} not found.")
-    raw = OmegaConf.to_container(OmegaConf.load(path))
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as err:  # YAML syntax: its first line says where
+        raise StudyError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
     if not isinstance(raw, dict):
         raise StudyError(f"{path} is not a study (a mapping with name, variants, datasets, seeds).")
     unknown = set(raw) - KEYS

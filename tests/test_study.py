@@ -108,6 +108,7 @@ def test_an_invalid_variant_is_refused_in_one_line_before_any_run_folder(tmp_pat
     ("name: x\nvariants: [{label: a, recipe: nowhere.yaml}]\ndatasets: [d]\nseeds: [0]\n", "not found"),
     ("name: x\nvariants: [{label: a, recipe: advrl:bc.yaml}]\ndatasets: [d]\nseeds: [0, 0]\n", "distinct integers"),
     ("name: x\nvariant: []\n", "unknown key"),
+    ("name: x\nvariants: [{label: a\n", "not valid YAML"),
 ])
 def test_a_malformed_study_file_is_one_line(tmp_path, text, message, capsys):
     (tmp_path / "s.yaml").write_text(text)
