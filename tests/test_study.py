@@ -72,7 +72,7 @@ def test_extending_a_study_trains_only_new_runs_and_resumes_finished_ones_to_mor
     assert "1 of 2 runs finished; 1 to go" in capsys.readouterr().out
     assert train_records(first) == before  # untouched
     assert main(["study", str(spec), "--dry-run"]) == 0
-    assert "measured: median steps_per_s" in capsys.readouterr().out  # the speed now comes from the runs
+    assert "measured: the median steps_per_s of each variant's runs" in capsys.readouterr().out  # the speed now comes from the runs
     write_study(spec, tiny_overrides, seeds=[0, 1], steps=40, variants=variants)  # a longer budget
     assert main(["study", str(spec), "--dry-run"]) == 0
     assert "2 to extend to more steps" in capsys.readouterr().out
