@@ -145,6 +145,37 @@ def cmd_sweep(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_study(args) -> int:
+    from advrl import study
+
+    try:
+        failed = study.run(args.study, out=args.out, dry_run=args.dry_run, executor=args.executor, workers=args.workers,
+                           cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
+                           ray_address=args.ray_address, max_retries=args.max_retries, slurm=args.slurm)
+    except KeyboardInterrupt:
+        return 130
+    if failed:
+        print(f"{len(failed)} run(s) failed: {', '.join(str(job.log) for job in failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _executor_flags(parser) -> None:
+    """The executor flags advrl sweep and advrl study share."""
+    parser.add_argument("--executor", default="local", metavar="{local,ray,slurm}",
+                        help="where runs train: local processes (default), Ray tasks, or a Slurm job array via submitit")
+    parser.add_argument("--workers", type=int, default=None, help="local: runs at a time (default: one per core)")
+    parser.add_argument("--cpus-per-run", type=float, default=1.0,
+                        help="CPUs of each run (ray: the task's request; slurm: default cpus_per_task; local: its threads)")
+    parser.add_argument("--gpus-per-run", type=float, default=0.0, help="GPUs of each run (ray: the task's request; slurm: default gpus_per_task)")
+    parser.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                        help="ray: the cluster's address (ray start --head prints it; or auto); default: a Ray instance "
+                             "already running here, else a new local one")
+    parser.add_argument("--max-retries", type=int, default=3, help="ray: restarts of a run whose worker dies (default 3)")
+    parser.add_argument("--slurm", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="slurm: sbatch options (space- or comma-separated, repeatable), any of partition, time (minutes or [D-]HH:MM:SS), cpus_per_task, "
+                             "gpus_per_task, array_parallelism, mem, account, qos, constraint")
+
+
 def cmd_probe(args) -> int:
     from omegaconf import OmegaConf
 
@@ -530,20 +561,20 @@ def build_parser() -> argparse.ArgumentParser:
     sweeping.add_argument("--out", required=True,
                           help="folder of the sweep's runs (one sub-folder per grid point); with ray or slurm it must be "
                                "on storage that every worker sees at the same path")
-    sweeping.add_argument("--executor", default="local", metavar="{local,ray,slurm}",
-                          help="where runs train: local processes (default), Ray tasks, or a Slurm job array via submitit")
-    sweeping.add_argument("--workers", type=int, default=None, help="local: runs at a time (default: one per core)")
-    sweeping.add_argument("--cpus-per-run", type=float, default=1.0,
-                          help="CPUs of each run (ray: the task's request; slurm: default cpus_per_task; local: its threads)")
-    sweeping.add_argument("--gpus-per-run", type=float, default=0.0, help="GPUs of each run (ray: the task's request; slurm: default gpus_per_task)")
-    sweeping.add_argument("--ray-address", default=None, metavar="HOST:PORT",
-                          help="ray: the cluster's address (ray start --head prints it; or auto); default: a Ray instance "
-                               "already running here, else a new local one")
-    sweeping.add_argument("--max-retries", type=int, default=3, help="ray: restarts of a run whose worker dies (default 3)")
-    sweeping.add_argument("--slurm", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                          help="slurm: sbatch options (space- or comma-separated, repeatable), any of partition, time (minutes or [D-]HH:MM:SS), cpus_per_task, "
-                               "gpus_per_task, array_parallelism, mem, account, qos, constraint")
+    _executor_flags(sweeping)
     sweeping.set_defaults(func=cmd_sweep)
+
+    studying = sub.add_parser("study", help="an ablation study from one file: variants x datasets x seeds; resumable, extendable",
+                              description="Train every run of a study file (variants x datasets x seeds, see advrl/study.py) "
+                                          "into OUT/<variant>/<dataset>/seed<k>, every run validated first, on any executor; "
+                                          "then the study's evaluations (observation noise) into each run. Run the same "
+                                          "command again to resume; new seeds, variants or datasets train only their runs, and "
+                                          "a higher train.steps resumes finished runs to it.")
+    studying.add_argument("study", help="study YAML file")
+    studying.add_argument("--out", default=None, help="folder of the study's runs (default: the file's out, else NAME beside the file)")
+    studying.add_argument("--dry-run", action="store_true", help="print the plan, its cost estimate and progress; train nothing")
+    _executor_flags(studying)
+    studying.set_defaults(func=cmd_study)
 
     probing = sub.add_parser("probe", help="does the run's critic rank its dataset's sources? Q, V, advantage per source",
                              description="For each source of the run's dataset (behaviour policies of an advrl "

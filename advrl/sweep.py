@@ -130,12 +130,20 @@ class SweepRun:
 
         if not self.offline_done():
             if resumable(self.run_dir):
-                return ["train", "--resume", str(self.run_dir), "--no-progress"]
+                return ["train", "--resume", str(self.run_dir), *self.resume_overrides(), "--no-progress"]
             return ["train", str(self.recipe), *self.overrides, "--run-dir", str(self.run_dir), "--no-progress"]
         tuned = self.run_dir / "finetune"
         if resumable(tuned):
             return ["finetune", "--resume", str(tuned), "--no-progress"]
         return ["finetune", str(self.run_dir), *self.finetune, "--out", str(tuned), "--no-progress"]
+
+    def resume_overrides(self) -> list[str]:
+        """The run's overrides that a resume applies (``train.steps`` & co.): a grid or study
+        whose ``train.steps`` was raised resumes its runs to the new count."""
+        from advrl.learner.trainer import RESUME_KEYS
+
+        keys = [o.partition("=")[0].strip() for o in self.overrides]
+        return [o for o, key in zip(self.overrides, keys) if key in RESUME_KEYS[:-1] or key.startswith(RESUME_KEYS[-1])]
 
     def command(self) -> list[str]:
         return CLI + self.phase_args()
@@ -257,6 +265,11 @@ def _engine(executor: str, options: dict):
     engine = executors.make(executor, executors.Options(**options))
     engine.check()
     return engine
+
+
+def check_executor(executor: str = "local", **options) -> None:
+    """Raise SweepError for bad executor input (see :func:`_engine`), before a caller makes anything."""
+    _engine(executor, options)
 
 
 def _train(runs: list[SweepRun], engine, on_done) -> list[SweepRun]:

@@ -99,3 +99,11 @@ def test_a_tiny_sweep_trains_its_grid_and_skips_it_when_run_again(tmp_path, mina
     assert all((out / name / "DONE").exists() for name in ("seed=0", "seed=1"))
     assert main(command) == 0
     assert "2 of 2 runs finished; 0 to go" in capsys.readouterr().out
+
+
+def test_a_resumed_run_carries_the_overrides_a_resume_applies(tmp_path):
+    run = sweep.SweepRun(RECIPES / "bc.yaml", ["train.steps=40", "train.batch_size=32", "eval.every=20", "seed=1"], tmp_path / "run")
+    (run.run_dir / "checkpoints").mkdir(parents=True)
+    (run.run_dir / "checkpoints" / "last.pt").write_bytes(b"")
+    # train.steps raised in a study resumes the run to it; the rest is the run's saved recipe
+    assert run.command()[3:] == ["train", "--resume", str(run.run_dir), "train.steps=40", "eval.every=20", "--no-progress"]
