@@ -12,6 +12,17 @@
     overrides: [train.steps=100000]         # every run
     evaluations: {noise: [0, 0.05], noise_space: raw, episodes: 10}   # optional, after training
 
+A variant may also give its own ``seeds`` (instead of the study's; the study's may then be
+left out when every variant has them) and ``finetune:`` overrides, which add an
+offline-to-online phase after the offline one (``advrl finetune RUN_DIR OVERRIDES``, into the
+run's ``finetune/`` folder; :class:`advrl.sweep.SweepRun` runs the phases):
+
+      - {label: td3bc, recipe: advrl:td3bc.yaml, seeds: [0, 1], finetune: [online.steps=50000]}
+
+Such a run is finished when its fine-tuning is; stopped during either phase it resumes that
+phase. Its offline phase is never extended to a raised ``train.steps`` (its fine-tuning
+started from the earlier policy): give the longer budget a new label.
+
 Each run lives in ``OUT/<variant>/<dataset id, / as _>/seed<k>/`` and trains through
 :func:`advrl.sweep.execute` (any executor). Every run is validated before anything starts,
 and the same command resumes: finished runs are skipped, interrupted ones continue. Extending
@@ -37,6 +48,7 @@ from advrl.sweep import SweepError, SweepRun
 # estimate's speed when no run of the study has measured one yet
 DEFAULT_STEPS_PER_S = 100.0
 KEYS = {"name", "out", "variants", "datasets", "seeds", "overrides", "evaluations"}
+VARIANT_KEYS = {"label", "recipe", "overrides", "seeds", "finetune"}
 
 
 class StudyError(SweepError):
@@ -62,7 +74,7 @@ class Study:
     out: Path
     variants: list[dict]
     datasets: list[dict]
-    seeds: list[int]
+    seeds: list[int]  # the study's; a variant's own "seeds" win (seeds_of)
     overrides: list[str] = field(default_factory=list)
     evaluations: dict | None = None
 
@@ -85,7 +97,27 @@ def _variant(entry, base: Path, index: int) -> dict:
     # a mapping names a recipe per dataset id (a tuned recipe each, as advrl:a2pr/hopper-medium.yaml)
     recipes = {str(k): _recipe_file(str(v), base, label) for k, v in recipe.items()} if isinstance(recipe, dict) \
         else _recipe_file(str(recipe), base, label)
-    return {"label": label, "recipe": recipes, "overrides": _strings(entry.get("overrides"), f"variant {label}'s overrides")}
+    unknown = set(entry) - VARIANT_KEYS
+    if unknown:
+        raise StudyError(f"variant {label}: unknown key(s) {', '.join(sorted(unknown))}; a variant has {', '.join(sorted(VARIANT_KEYS))}.")
+    finetune = entry.get("finetune")
+    if finetune is not None and (not isinstance(finetune, list) or not finetune):
+        raise StudyError(f"variant {label}'s finetune must be a non-empty list of key=value strings, e.g. [online.steps=50000].")
+    seeds = entry.get("seeds")
+    return {"label": label, "recipe": recipes, "overrides": _strings(entry.get("overrides"), f"variant {label}'s overrides"),
+            "seeds": None if seeds is None else _seeds(seeds, f"variant {label}'s seeds"),
+            "finetune": None if finetune is None else _strings(finetune, f"variant {label}'s finetune")}
+
+
+def _seeds(value, where: str) -> list[int]:
+    if not isinstance(value, list) or not value or not all(isinstance(s, int) and not isinstance(s, bool) for s in value) \
+            or len(set(value)) < len(value):
+        raise StudyError(f"{where} must be a list of distinct integers, e.g. [0, 1, 2].")
+    return list(value)
+
+
+def seeds_of(study: Study, variant: dict) -> list[int]:
+    return study.seeds if variant["seeds"] is None else variant["seeds"]
 
 
 def _recipe_file(recipe: str, base: Path, label: str) -> Path:
@@ -129,18 +161,20 @@ def load(path: str | Path, out: str | Path | None = None) -> Study:
     unknown = set(raw) - KEYS
     if unknown:
         raise StudyError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; a study has {', '.join(sorted(KEYS))}.")
-    for key in ("name", "variants", "datasets", "seeds"):
+    for key in ("name", "variants", "datasets"):
         if not raw.get(key):
             raise StudyError(f"{path} needs {key}.")
-    seeds = raw["seeds"]
-    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or len(set(seeds)) < len(seeds):
-        raise StudyError(f"{path}: seeds must be a list of distinct integers, e.g. [0, 1, 2].")
+    if not isinstance(raw["variants"], list):
+        raise StudyError(f"{path}: variants must be a list of {{label: ..., recipe: ...}}.")
     variants = [_variant(v, path.parent, i) for i, v in enumerate(raw["variants"])]
     labels = [v["label"] for v in variants]
     if len(set(labels)) < len(labels):
         raise StudyError(f"{path}: two variants share a label; each needs its own (they name folders).")
+    if raw.get("seeds") is None and any(v["seeds"] is None for v in variants):
+        raise StudyError(f"{path} needs seeds (or seeds in every variant).")
+    seeds = [] if raw.get("seeds") is None else _seeds(raw["seeds"], f"{path}: seeds")
     folder = Path(out) if out else (path.parent / str(raw["out"]) if raw.get("out") else path.parent / str(raw["name"]))
-    return Study(str(raw["name"]), folder, variants, [_dataset(d, i) for i, d in enumerate(raw["datasets"])], list(seeds),
+    return Study(str(raw["name"]), folder, variants, [_dataset(d, i) for i, d in enumerate(raw["datasets"])], seeds,
                  _strings(raw.get("overrides"), "overrides"), _evaluations(raw.get("evaluations")))
 
 
@@ -158,17 +192,21 @@ def _evaluations(entry) -> dict | None:
 
 
 def runs_of(study: Study) -> list[StudyRun]:
-    """Every run, seed-major (a study stopped part-way holds every cell's first seeds)."""
+    """Every run, seed-major: each variant's first seed, then each one's second, ... (a study
+    stopped part-way holds every cell's first seeds, also where variants have seeds of their own)."""
     runs = []
-    for seed in study.seeds:
+    for rank in range(max(len(seeds_of(study, v)) for v in study.variants)):
         for variant in study.variants:
+            if rank >= len(seeds_of(study, variant)):
+                continue
+            seed = seeds_of(study, variant)[rank]
             for dataset in study.datasets:
                 folder = dataset["id"].replace("/", "_")
                 # name=LABEL: `advrl report OUT` and `advrl compare OUT` group the runs by variant
                 overrides = [f"name={variant['label']}", *study.overrides, f"dataset.id={dataset['id']}", *dataset["overrides"],
                              *variant["overrides"], f"seed={seed}"]
                 runs.append(StudyRun(recipe_for(variant, dataset["id"]), overrides, study.out / variant["label"] / folder / f"seed{seed}",
-                                     variant=variant["label"], dataset=folder, seed=seed))
+                                     variant["finetune"], variant=variant["label"], dataset=folder, seed=seed))
     return runs
 
 
@@ -190,9 +228,10 @@ def saved_steps(run: StudyRun) -> int | None:
 
 
 def to_extend(run: StudyRun) -> bool:
-    """A finished run whose study now asks for more steps: it resumes to them."""
+    """A finished run whose study now asks for more steps: it resumes to them. Not one that was
+    fine-tuned: its fine-tuning started from the shorter offline phase's policy."""
     saved = saved_steps(run)
-    return run.finished() and saved is not None and saved < planned_steps(run)
+    return run.finetune is None and run.finished() and saved is not None and saved < planned_steps(run)
 
 
 def plan(path: str | Path | Study, out: str | Path | None = None) -> tuple[Study, list[StudyRun]]:
@@ -293,18 +332,30 @@ def describe(study: Study, runs: list[StudyRun], workers: int | None = None) -> 
     """The plan as ``--dry-run`` prints it."""
     done = sum(status(r) == "finished" for r in runs)
     extend = sum(status(r) == "extend" for r in runs)
-    lines = [f"study {study.name}: {len(study.variants)} variants x {len(study.datasets)} datasets x {len(study.seeds)} seeds "
+    own_seeds = any(v["seeds"] is not None for v in study.variants)
+    seeds = "seeds per variant" if own_seeds else f"{len(study.seeds)} seeds"
+    lines = [f"study {study.name}: {len(study.variants)} variants x {len(study.datasets)} datasets x {seeds} "
              f"= {len(runs)} runs in {study.out}; {done} done, {extend} to extend to more steps, {len(runs) - done - extend} to train",
-             "variants: " + ", ".join(f"{v['label']} ({_recipe_names(v)}{' ' + ' '.join(v['overrides']) if v['overrides'] else ''})"
-                                      for v in study.variants),
-             "datasets: " + ", ".join(d["id"] for d in study.datasets),
-             "seeds: " + ", ".join(str(s) for s in study.seeds),
-             estimate(runs, workers)]
+             "variants: " + ", ".join(f"{v['label']} ({_variant_text(study, v)})" for v in study.variants),
+             "datasets: " + ", ".join(d["id"] for d in study.datasets)]
+    if not own_seeds:
+        lines.append("seeds: " + ", ".join(str(s) for s in study.seeds))
+    lines.append(estimate(runs, workers) + ("; fine-tuning phases not counted" if any(r.finetune for r in runs) else ""))
     if study.evaluations:
         ev = study.evaluations
         lines.append(f"then evaluated at observation noise {', '.join(f'{x:g}' for x in ev['noise'])} ({ev['noise_space']}) "
                      "into each run's eval_noise.jsonl")
     return "\n".join(lines)
+
+
+def _variant_text(study: Study, variant: dict) -> str:
+    """A variant as the plan shows it: recipe, overrides, own seeds, fine-tuning."""
+    parts = [" ".join([_recipe_names(variant), *variant["overrides"]])]
+    if variant["seeds"] is not None:
+        parts.append(f"seeds {', '.join(str(s) for s in variant['seeds'])}")
+    if variant["finetune"] is not None:
+        parts.append(f"then fine-tuned: {' '.join(variant['finetune'])}")
+    return "; ".join(parts)
 
 
 def _recipe_names(variant: dict) -> str:

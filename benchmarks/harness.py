@@ -5,8 +5,10 @@
     python benchmarks/harness.py report benchmarks/suites/hopper_rme_advantage.yaml
     python benchmarks/harness.py park benchmarks/suites/ssar_hopper_mr.yaml   # before a session ends
 
-A suite file lists runs (recipe, overrides, seeds, optionally `finetune:` overrides for an
-offline-to-online phase after the offline one) and a common budget: it expands to a list of
+A suite file is a study file (:mod:`advrl.study`: variants with a label, a recipe, overrides,
+optionally their own seeds and `finetune:` overrides for an offline-to-online phase after the
+offline one; one dataset; seeds; shared overrides; `evaluations` under observation noise), so
+``advrl study SUITE --dry-run`` plans the same runs. The harness expands it to a list of
 :class:`advrl.sweep.SweepRun` (each label x seed one run, its fine-tuning phase included),
 which ``run`` hands to :func:`advrl.sweep.execute` with the executor asked for (``local``:
 processes here, at most ``--workers`` at a time; ``ray``; ``slurm``), exactly as ``advrl
@@ -44,9 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 
-from advrl import compare, sweep
+from advrl import compare, study, sweep
 from advrl.data import archive
 from advrl.data.dataset import DatasetError
 from advrl.recipe import RecipeError
@@ -163,23 +164,22 @@ class Job(SweepRun):
 
 
 def load_suite(path: Path) -> tuple[dict, list[Job]]:
-    suite = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    root = Path(os.environ.get("ADVRL_BENCH_ROOT", REPO / "benchmarks" / "out")) / suite["name"]
-    results = Path(os.environ.get("ADVRL_BENCH_RESULTS", REPO / "benchmarks" / "results")) / suite["name"]
-    jobs = []
-    for entry in suite["runs"]:
-        overrides = list(suite.get("overrides", [])) + list(entry.get("overrides", []))
-        for seed in entry.get("seeds", suite.get("seeds", [0])):
-            where = Path(entry["label"]) / f"seed{seed}"
-            finetune = entry.get("finetune", suite.get("finetune"))
-            finetune = None if finetune is None or entry.get("finetune") is False else list(finetune)
-            jobs.append(Job(REPO / entry["recipe"], [*overrides, f"seed={seed}"], root / where, finetune,
-                            label=entry["label"], seed=seed, record_dir=results / where))
-    # seed-major order (every label's first seed, then every label's second, ...): a suite
-    # stopped part-way already holds comparable runs of every label
-    rank = [sum(other.label == job.label for other in jobs[:i]) for i, job in enumerate(jobs)]
-    order = sorted(range(len(jobs)), key=lambda i: (rank[i], i))
-    return {**suite, "root": root, "results": results}, [jobs[i] for i in order]
+    """The suite (a study file, :mod:`advrl.study`) and its runs as jobs, in the study's order
+    (seed-major: a suite stopped part-way holds comparable runs of every label), each run
+    folder ``<root>/<label>/seed<k>`` and its records ``<results>/<label>/seed<k>``."""
+    try:
+        spec = study.load(path)
+    except study.StudyError as err:
+        raise SystemExit(f"harness: error: {err}") from None
+    if len(spec.datasets) != 1:  # the records are per label and seed: two datasets would share a folder
+        raise SystemExit(f"harness: error: {path} names {len(spec.datasets)} datasets; a suite has one (its records are <label>/seed<k>).")
+    root = Path(os.environ.get("ADVRL_BENCH_ROOT", REPO / "benchmarks" / "out")) / spec.name
+    results = Path(os.environ.get("ADVRL_BENCH_RESULTS", REPO / "benchmarks" / "results")) / spec.name
+    jobs = [Job(run.recipe, run.overrides, root / run.variant / f"seed{run.seed}", run.finetune,
+                label=run.variant, seed=run.seed, record_dir=results / run.variant / f"seed{run.seed}")
+            for run in study.runs_of(spec)]
+    evaluations = spec.evaluations or {"noise": [], "noise_space": "raw", "episodes": None}
+    return {"name": spec.name, "root": root, "results": results, **evaluations}, jobs
 
 
 def preparation_caches(run_dir: Path) -> set[str]:
@@ -316,8 +316,9 @@ def report(suite_path: Path) -> None:
 
 
 def noise_results(suite: dict, job: Job) -> dict:
-    """The final policy evaluated under Gaussian observation noise (``noise:`` in the suite,
-    as ``advrl eval RUN --obs-noise SIGMA``), cached in the run's ``noise.json``."""
+    """The final policy evaluated under Gaussian observation noise (the suite's ``evaluations``,
+    as ``advrl eval RUN --obs-noise SIGMA``), cached in the run's ``noise.json`` (the format of
+    the committed records; ``advrl study`` writes ``eval_noise.jsonl`` instead)."""
     sigmas = [float(x) for x in suite.get("noise", [])]
     cache = job.records() / "noise.json"
     results = json.loads(cache.read_text()) if cache.exists() else {}
@@ -329,7 +330,8 @@ def noise_results(suite: dict, job: Job) -> dict:
 
         run = advrl.load_run(job.run_dir)
         for sigma in missing:
-            results[str(sigma)] = run.evaluate(episodes=int(suite.get("noise_episodes", 10)), obs_noise=sigma)
+            results[str(sigma)] = run.evaluate(episodes=int(suite.get("episodes") or 10), obs_noise=sigma,
+                                               noise_space=suite.get("noise_space", "raw"))
             cache.write_text(json.dumps(results, indent=2))
     return results
 

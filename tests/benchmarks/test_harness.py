@@ -19,6 +19,8 @@ from advrl.data import archive  # noqa: E402
 from advrl.learner.assembly import build_components, check_data_flow  # noqa: E402
 from advrl.recipe import load_recipe  # noqa: E402
 
+DATASETS = "datasets: [advrl/hopper/random-v0]\n"  # the tiny dataset of tests/conftest.py
+
 
 @pytest.fixture(autouse=True)
 def _bench_folders(tmp_path, monkeypatch):
@@ -72,10 +74,10 @@ def test_every_suite_job_assembles():
 def test_report_tables_final_scores_speed_and_preparation_cost(tmp_path):
     suite_file = tmp_path / "suite.yaml"
     suite_file.write_text(
-        "name: mini\nseeds: [0, 1]\nruns:\n"
-        "  - {label: plain, recipe: recipes/td3bc.yaml}\n"
-        "  - {label: selective, recipe: recipes/ssar_td3bc.yaml}\n"
-        "  - {label: tuned, recipe: recipes/td3bc.yaml, seeds: [0], finetune: [online.steps=10]}\n"
+        f"name: mini\nseeds: [0, 1]\n{DATASETS}variants:\n"
+        "  - {label: plain, recipe: advrl:td3bc.yaml}\n"
+        "  - {label: selective, recipe: advrl:ssar_td3bc.yaml}\n"
+        "  - {label: tuned, recipe: advrl:td3bc.yaml, seeds: [0], finetune: [online.steps=10]}\n"
     )
     _, jobs = harness.load_suite(suite_file)
     finals = {("plain", 0): 40.0, ("plain", 1): 50.0, ("selective", 0): 60.0, ("selective", 1): 70.0, ("tuned", 0): 20.0}
@@ -122,9 +124,9 @@ def test_finished_runs_are_archived_and_outlive_their_run_folders(tmp_path):
     only the committed records, and must neither rerun nor forget those runs."""
     suite_file = tmp_path / "suite.yaml"
     suite_file.write_text(
-        "name: spread\nnoise: [0.0, 0.1]\nseeds: [0]\nruns:\n"
-        "  - {label: plain, recipe: recipes/td3bc.yaml}\n"
-        "  - {label: tuned, recipe: recipes/td3bc.yaml, finetune: [online.steps=10]}\n"
+        f"name: spread\nevaluations: {{noise: [0.0, 0.1]}}\nseeds: [0]\n{DATASETS}variants:\n"
+        "  - {label: plain, recipe: advrl:td3bc.yaml}\n"
+        "  - {label: tuned, recipe: advrl:td3bc.yaml, finetune: [online.steps=10]}\n"
     )
     suite, jobs = harness.load_suite(suite_file)
     plain, tuned = jobs
@@ -155,7 +157,7 @@ def test_finished_runs_are_archived_and_outlive_their_run_folders(tmp_path):
 
 def test_report_names_runs_that_trained_on_another_build_of_the_dataset(tmp_path):
     suite_file = tmp_path / "suite.yaml"
-    suite_file.write_text("name: builds\nseeds: [0, 1, 2]\nruns:\n  - {label: plain, recipe: recipes/td3bc.yaml}\n")
+    suite_file.write_text(f"name: builds\nseeds: [0, 1, 2]\n{DATASETS}variants:\n  - {{label: plain, recipe: advrl:td3bc.yaml}}\n")
     _, jobs = harness.load_suite(suite_file)
     builds = {0: None, 1: "b" * 16, 2: "c" * 16}  # seed 0 ran before runs recorded their build
     for job in jobs:
@@ -174,7 +176,7 @@ def test_report_names_runs_that_trained_on_another_build_of_the_dataset(tmp_path
 
 def test_an_archive_without_a_requested_noise_level_says_the_run_is_needed(tmp_path):
     suite_file = tmp_path / "suite.yaml"
-    suite_file.write_text("name: late\nnoise: [0.2]\nseeds: [0]\nruns:\n  - {label: plain, recipe: recipes/td3bc.yaml}\n")
+    suite_file.write_text(f"name: late\nevaluations: {{noise: [0.2]}}\nseeds: [0]\n{DATASETS}variants:\n  - {{label: plain, recipe: advrl:td3bc.yaml}}\n")
     suite, (job,) = harness.load_suite(suite_file)
     job.record_dir.mkdir(parents=True)
     (job.record_dir / "noise.json").write_text("{}")
@@ -203,8 +205,8 @@ def test_stopping_the_harness_with_sigterm_stops_its_runs(tmp_path, minari_root)
 
     suite_file = tmp_path / "suite.yaml"
     suite_file.write_text(
-        "name: long\nseeds: [0]\noverrides: [dataset.id=advrl/hopper/random-v0, train.device=cpu, eval.episodes=0]\n"
-        "runs:\n  - {label: bc, recipe: recipes/bc.yaml, overrides: [train.steps=10000000]}\n"
+        f"name: long\nseeds: [0]\n{DATASETS}overrides: [train.device=cpu, eval.episodes=0]\n"
+        "variants:\n  - {label: bc, recipe: advrl:bc.yaml, overrides: [train.steps=10000000]}\n"
     )
     _, (job,) = harness.load_suite(suite_file)
     proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "harness.py"), "run", str(suite_file)],
@@ -233,7 +235,7 @@ def test_a_parked_run_resumes_on_a_new_machine_and_ends_like_an_uninterrupted_on
     monkeypatch.setenv("ADVRL_CACHE", str(tmp_path / "cache"))
     overrides = [*tiny_overrides, "train.steps=40", "eval.episodes=0", "components.selector.pretrain_steps=5"]
     suite_file = tmp_path / "suite.yaml"
-    suite_file.write_text("name: long\nseeds: [0]\nruns:\n  - {label: ssar, recipe: recipes/ssar_td3bc/hopper-medium-replay.yaml, "
+    suite_file.write_text(f"name: long\nseeds: [0]\n{DATASETS}variants:\n  - {{label: ssar, recipe: advrl:ssar_td3bc/hopper-medium-replay.yaml, "
                           f"overrides: [{', '.join(overrides)}]}}\n")
     _, (job,) = harness.load_suite(suite_file)
     recipe = REPO / job.recipe
@@ -302,9 +304,9 @@ def test_a_suite_trains_through_the_sweep_executors_fine_tuning_phase_included(t
 
     suite_file = tmp_path / "suite.yaml"
     tuning = "[online.steps=30, online.learning_starts=10, eval.every=10, train.log_every=10, train.checkpoint_every=10]"
-    suite_file.write_text(f"name: tiny\nseeds: [0]\noverrides: [{', '.join(tiny_overrides)}]\nruns:\n"
-                          "  - {label: bc, recipe: recipes/bc.yaml}\n"
-                          f"  - {{label: tuned, recipe: recipes/td3bc.yaml, finetune: {tuning}}}\n")
+    suite_file.write_text(f"name: tiny\nseeds: [0]\n{DATASETS}overrides: [{', '.join(tiny_overrides)}]\nvariants:\n"
+                          "  - {label: bc, recipe: advrl:bc.yaml}\n"
+                          f"  - {{label: tuned, recipe: advrl:td3bc.yaml, finetune: {tuning}}}\n")
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must fit 107 characters
     ray.init(num_cpus=2, _temp_dir=temp, include_dashboard=False, log_to_driver=False)
     try:
