@@ -109,6 +109,11 @@ def test_an_invalid_variant_is_refused_in_one_line_before_any_run_folder(tmp_pat
     ("name: x\nvariants: [{label: a, recipe: advrl:bc.yaml}]\ndatasets: [d]\nseeds: [0, 0]\n", "distinct integers"),
     ("name: x\nvariant: []\n", "unknown key"),
     ("name: x\nvariants: [{label: a\n", "not valid YAML"),
+    ("name: x\nvariants: [{label: a, recipe: advrl:bc.yaml}]\ndatasets: [d]\n", "needs seeds (or seeds in every variant)"),
+    ("name: x\nvariants: [{label: a, recipe: advrl:bc.yaml, seeds: [1, 1]}]\ndatasets: [d]\n", "variant a's seeds must be"),
+    ("name: x\nvariants: [{label: a, recipe: advrl:bc.yaml, finetune: online.steps=5}]\ndatasets: [d]\nseeds: [0]\n",
+     "finetune must be a non-empty list"),
+    ("name: x\nvariants: [{label: a, recipe: advrl:bc.yaml, seed: [0]}]\ndatasets: [d]\nseeds: [0]\n", "variant a: unknown key(s) seed"),
 ])
 def test_a_malformed_study_file_is_one_line(tmp_path, text, message, capsys):
     (tmp_path / "s.yaml").write_text(text)
@@ -145,3 +150,64 @@ def test_a_variant_may_name_a_recipe_per_dataset(tmp_path, tiny_overrides):
     OmegaConf.save(OmegaConf.merge(OmegaConf.load(spec), {"datasets": [TINY_ID, other, "advrl/hopper/expert-v0"]}), spec)
     with pytest.raises(study.StudyError, match="names no recipe for dataset advrl/hopper/expert-v0"):
         study.plan(spec)
+
+
+SUITES = REPO / "benchmarks" / "suites"
+
+
+@pytest.mark.parametrize("suite, expected", [
+    ("hopper_rme_advantage", {(v, s): (100000, False) for v in ("td3bc", "a2pr", "a2po") for s in (0, 1, 2)}),
+    ("ssar_hopper_mr", {**{(v, s): (100000, True) for v in ("td3bc", "ssar_td3bc") for s in (0, 1, 2)},
+                        **{(v, s): (50000, False) for v in ("cql", "ssar_cql") for s in (0, 1)}}),
+    ("ssar_cql_ablation", {(v, s): (50000, False) for v in ("cql", "ssar_cql", "ssar_cql_select_all", "cql_layer_norm") for s in (0, 1)}),
+    ("smoke", {("bc", 0): (40, False), ("bc", 1): (40, False), ("td3bc", 0): (40, True)}),
+])
+def test_each_benchmark_suite_is_a_study_that_plans_its_runs(tmp_path, suite, expected):
+    """The suites are study files: `advrl study SUITE --dry-run` plans the harness's runs."""
+    spec, runs = study.plan(SUITES / f"{suite}.yaml", out=tmp_path)
+    assert spec.name == suite and len(spec.datasets) == 1
+    assert {(r.variant, r.seed): (study.planned_steps(r), r.finetune is not None) for r in runs} == expected
+    assert len(runs) == len(expected)
+    seeds_in_order = [r.seed for r in runs]
+    assert seeds_in_order == sorted(seeds_in_order)  # seed-major
+    if suite == "ssar_hopper_mr":
+        td3bc = next(r for r in runs if r.variant == "td3bc")
+        assert "online.random_warmup=false" in td3bc.finetune and "online.steps=50000" in td3bc.finetune
+
+
+def test_a_variant_with_finetune_trains_offline_then_online_and_a_rerun_skips_it(tmp_path, minari_root, tiny_overrides, capsys):
+    tuning = ["online.steps=20", "online.learning_starts=10", "eval.every=10", "eval.episodes=1",
+              "train.log_every=10", "train.checkpoint_every=10", "train.batch_size=32"]
+    variants = [{"label": "bc", "recipe": str(REPO / "recipes" / "bc.yaml")},
+                {"label": "tuned", "recipe": "advrl:td3bc.yaml", "seeds": [3], "finetune": tuning}]
+    spec = write_study(tmp_path / "study.yaml", tiny_overrides, seeds=[0], variants=variants)
+    assert main(["study", str(spec), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "seeds per variant = 2 runs" in printed and "then fine-tuned: online.steps=20" in printed
+    assert main(["study", str(spec), "--workers", "2"]) == 0
+    out = tmp_path / "runs"
+    assert run_dirs(out) == ["bc/advrl_hopper_random-v0/seed0", "tuned/advrl_hopper_random-v0/seed3"]
+    tuned = out / "tuned" / "advrl_hopper_random-v0" / "seed3"
+    assert (tuned / "OFFLINE_DONE").exists() and not (out / "bc" / "advrl_hopper_random-v0" / "seed0" / "OFFLINE_DONE").exists()
+    online = [json.loads(line) for line in (tuned / "finetune" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("kind") == "eval" for r in online) and OmegaConf.load(tuned / "finetune" / "recipe.yaml").online.steps == 20
+    assert main(["study", str(spec), "--workers", "2"]) == 0
+    assert "2 of 2 runs finished; 0 to go" in capsys.readouterr().out
+    write_study(spec, tiny_overrides, seeds=[0], steps=40, variants=variants)  # more offline steps: not for a fine-tuned run
+    assert main(["study", str(spec), "--dry-run"]) == 0
+    assert "1 to extend to more steps" in capsys.readouterr().out
+
+
+def test_a_fine_tuning_phase_stopped_part_way_resumes(tmp_path, tiny_overrides):
+    variants = [{"label": "tuned", "recipe": "advrl:td3bc.yaml", "finetune": ["online.steps=20"]}]
+    spec = write_study(tmp_path / "study.yaml", tiny_overrides, seeds=[0], variants=variants)
+    _, (run,) = study.plan(spec)
+    assert run.phase_args()[0] == "train"
+    run.run_dir.mkdir(parents=True)
+    assert not run.mark_phase_done() and not run.finished()  # the offline phase ends; fine-tuning is next
+    assert run.phase_args()[:2] == ["finetune", str(run.run_dir)] and "online.steps=20" in run.phase_args()
+    for name in (".advrl-run", "recipe.yaml"):  # a fine-tuning run killed part-way
+        (run.run_dir / "finetune").mkdir(exist_ok=True)
+        (run.run_dir / "finetune" / name).write_text("")
+    assert run.phase_args()[:2] == ["finetune", "--resume"]
+    assert run.mark_phase_done() and run.finished()

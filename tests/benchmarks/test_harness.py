@@ -320,3 +320,26 @@ def test_a_suite_trains_through_the_sweep_executors_fine_tuning_phase_included(t
     log = tuned.log.read_text()
     assert "start train " in log and "start finetune " in log  # both phases, in one task
     assert "run_jobs" not in dir(harness) and "subprocess" not in dir(harness)  # no scheduler of its own
+
+
+def test_a_suite_is_a_study_whose_runs_keep_the_harness_folders(tmp_path):
+    """The harness plans each suite through advrl.study (what `advrl study SUITE` trains),
+    its run folders and committed records staying <suite>/<label>/seed<k>."""
+    from advrl import study
+
+    for path in sorted((REPO / "benchmarks" / "suites").glob("*.yaml")):
+        suite, jobs = harness.load_suite(path)
+        _, runs = study.plan(path, out=tmp_path / "study")
+        assert [(j.label, j.seed, j.recipe, j.overrides, j.finetune) for j in jobs] == \
+               [(r.variant, r.seed, r.recipe, r.overrides, r.finetune) for r in runs], path.name
+        for job in jobs:
+            where = Path(suite["name"]) / job.label / f"seed{job.seed}"
+            assert job.run_dir == tmp_path / "out" / where and job.record_dir == tmp_path / "results" / where
+
+
+def test_a_suite_in_the_old_format_is_refused_in_one_line(tmp_path):
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text("name: old\nseeds: [0]\nruns:\n  - {label: plain, recipe: recipes/td3bc.yaml}\n")
+    with pytest.raises(SystemExit, match=r"unknown key\(s\) runs") as raised:
+        harness.load_suite(suite_file)
+    assert "\n" not in str(raised.value)
