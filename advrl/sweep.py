@@ -187,14 +187,21 @@ def plan(recipe: str | Path, overrides: list[str], out: str | Path) -> list[Swee
 
 def check_runs(runs: list[SweepRun]) -> None:
     """Validate each run's recipe with its overrides, data flow included (as :func:`plan` does for
-    a grid), so that a typo fails before anything is submitted."""
+    a grid), and its fine-tuning overrides, so that a typo fails before anything is submitted."""
+    from advrl.learner.finetune import online_recipe
     from advrl.recipe import RecipeError, load_recipe
 
     for run in runs:
         try:
-            load_recipe(run.recipe, run.overrides)
+            recipe = load_recipe(run.recipe, run.overrides)
         except RecipeError as err:
             raise RecipeError(f"{run.name}: {err}") from None
+        if run.finetune is not None:  # a typo there would otherwise fail after the whole offline phase
+            try:  # keys and ranges as load_recipe checks them, then what fine-tuning adds (frozen slots & co.)
+                load_recipe(run.recipe, [*run.overrides, *run.finetune], check_flow=False)
+                online_recipe(recipe, run.finetune)
+            except RecipeError as err:
+                raise RecipeError(f"{run.name}, fine-tuning: {err}") from None
 
 
 class Job(Protocol):

@@ -211,3 +211,12 @@ def test_a_fine_tuning_phase_stopped_part_way_resumes(tmp_path, tiny_overrides):
         (run.run_dir / "finetune" / name).write_text("")
     assert run.phase_args()[:2] == ["finetune", "--resume"]
     assert run.mark_phase_done() and run.finished()
+
+
+def test_a_typo_in_the_fine_tuning_overrides_is_one_line_before_any_run(tmp_path, tiny_overrides, capsys):
+    variants = [{"label": "tuned", "recipe": "advrl:td3bc.yaml", "finetune": ["online.stepz=20"]}]
+    spec = write_study(tmp_path / "study.yaml", tiny_overrides, seeds=[0], variants=variants)
+    assert main(["study", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "tuned/advrl_hopper_random-v0/seed0, fine-tuning: Unknown recipe key 'online.stepz'" in err
+    assert not (tmp_path / "runs").exists()
