@@ -247,19 +247,34 @@ def plan(path: str | Path | Study, out: str | Path | None = None) -> tuple[Study
 def check_settings(run: StudyRun) -> None:
     """Refuse a run folder trained with other settings than the study's now (an edited variant):
     skipping or resuming it would mix two configurations under one label. Only what a resume
-    may change (train.steps, train.checkpoint_every, train.log_every, eval.*) may differ."""
+    may change (train.steps, train.checkpoint_every, train.log_every, eval.*) may differ; in a
+    fine-tuning folder, none of the keys its overrides name (``advrl finetune --resume`` takes none)."""
+    from advrl.learner.finetune import online_recipe
     from advrl.learner.trainer import RESUME_KEYS
-    from advrl.recipe import ABSENT, format_value, load_recipe, recipe_diff
+    from advrl.recipe import load_recipe, recipe_diff
 
     saved = run.run_dir / "recipe.yaml"
     if not saved.is_file() or not saved.stat().st_size:
         return
-    differences = [d for d in recipe_diff(load_recipe(saved, check_flow=False), load_recipe(run.recipe, run.overrides, check_flow=False))
-                   if d[0] not in RESUME_KEYS[:-1] and not d[0].startswith(RESUME_KEYS[-1])]
+    offline = load_recipe(saved, check_flow=False)
+    _refuse(run.run_dir, [d for d in recipe_diff(offline, load_recipe(run.recipe, run.overrides, check_flow=False))
+                          if d[0] not in RESUME_KEYS[:-1] and not d[0].startswith(RESUME_KEYS[-1])])
+    tuned = run.run_dir / "finetune" / "recipe.yaml"
+    if run.finetune is not None and tuned.is_file() and tuned.stat().st_size:
+        # only the keys the fine-tuning overrides name: the saved recipe holds what fine-tuning
+        # fills in as it starts (online.env & co.)
+        keys = tuple(o.partition("=")[0].strip() for o in run.finetune)
+        _refuse(tuned.parent, [d for d in recipe_diff(load_recipe(tuned, check_flow=False), online_recipe(offline, run.finetune))
+                               if d[0] in keys or d[0].startswith(tuple(f"{k}." for k in keys))])
+
+
+def _refuse(folder: Path, differences: list) -> None:
+    from advrl.recipe import ABSENT, format_value
+
     if differences:
         key = differences[0][0]
         before, now = ("(absent)" if v is ABSENT else format_value(v) for v in differences[0][1:])
-        raise StudyError(f"{run.run_dir} was trained with {key}={before}, the study now gives {now}"
+        raise StudyError(f"{folder} was trained with {key}={before}, the study now gives {now}"
                          f"{f' (and {len(differences) - 1} more)' if len(differences) > 1 else ''}: give the changed variant "
                          "a new label, or delete its runs to train them again.")
 

@@ -196,6 +196,11 @@ def test_a_variant_with_finetune_trains_offline_then_online_and_a_rerun_skips_it
     write_study(spec, tiny_overrides, seeds=[0], steps=40, variants=variants)  # more offline steps: not for a fine-tuned run
     assert main(["study", str(spec), "--dry-run"]) == 0
     assert "1 to extend to more steps" in capsys.readouterr().out
+    edited = [variants[0], {**variants[1], "finetune": [*tuning, "online.learning_starts=5"]}]  # other fine-tuning, same label
+    write_study(spec, tiny_overrides, seeds=[0], variants=edited)
+    assert main(["study", str(spec), "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "seed3/finetune was trained with online.learning_starts=10, the study now gives 5" in err
 
 
 def test_a_fine_tuning_phase_stopped_part_way_resumes(tmp_path, tiny_overrides):
