@@ -343,3 +343,21 @@ def test_a_suite_in_the_old_format_is_refused_in_one_line(tmp_path):
     with pytest.raises(SystemExit, match=r"unknown key\(s\) runs") as raised:
         harness.load_suite(suite_file)
     assert "\n" not in str(raised.value)
+
+
+def test_a_study_suite_trains_locally_fine_tuning_phase_included_and_a_rerun_skips_it(tmp_path, minari_root, tiny_overrides, capsys):
+    suite_file = tmp_path / "suite.yaml"
+    tuning = "[online.steps=20, online.learning_starts=10, eval.every=10, train.log_every=10, train.checkpoint_every=10]"
+    suite_file.write_text(f"name: tiny\nseeds: [0]\n{DATASETS}overrides: [{', '.join(tiny_overrides)}]\n"
+                          "evaluations: {noise: [0.0, 0.1], episodes: 1}\nvariants:\n"
+                          "  - {label: bc, recipe: advrl:bc.yaml, seeds: [0, 1]}\n"
+                          f"  - {{label: tuned, recipe: advrl:td3bc.yaml, finetune: {tuning}}}\n")
+    assert harness.run(suite_file, workers=2) == []
+    _, jobs = harness.load_suite(suite_file)
+    assert [(j.label, j.seed) for j in jobs] == [("bc", 0), ("tuned", 0), ("bc", 1)] and all(j.archived() for j in jobs)
+    tuned = jobs[1]
+    assert (tuned.record_dir / "OFFLINE_DONE").exists() and (tuned.record_dir / "finetune" / "metrics.jsonl").exists()
+    assert sorted(json.loads((tuned.record_dir / "noise.json").read_text())) == ["0.0", "0.1"]
+    capsys.readouterr()
+    assert harness.run(suite_file, workers=2) == []
+    assert "3 of 3 runs finished; 0 to go" in capsys.readouterr().out
