@@ -127,36 +127,40 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _executor_options(args) -> dict:
+    return {"executor": args.executor, "cpus_per_run": args.cpus_per_run, "gpus_per_run": args.gpus_per_run,
+            "ray_address": args.ray_address, "max_retries": args.max_retries, "slurm": args.slurm}
+
+
+def _train_runs(start) -> tuple[int, list]:
+    """Run ``start()`` (a sweep or a study); exit code and failed runs, each failure named."""
+    try:
+        failed = start()
+    except KeyboardInterrupt:
+        return 130, []
+    if failed:
+        print(f"{len(failed)} run(s) failed: {', '.join(str(job.log) for job in failed)}", file=sys.stderr)
+    return (1 if failed else 0), failed
+
+
 def cmd_sweep(args) -> int:
     from advrl import compare, sweep
 
-    try:
-        failed = sweep.sweep(args.recipe, args.overrides, args.out, args.workers, executor=args.executor,
-                             cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
-                             ray_address=args.ray_address, max_retries=args.max_retries, slurm=args.slurm)
-    except KeyboardInterrupt:
-        return 130
-    if failed:
-        print(f"{len(failed)} run(s) failed: {', '.join(str(job.log) for job in failed)}", file=sys.stderr)
+    code, _ = _train_runs(lambda: sweep.sweep(args.recipe, args.overrides, args.out, args.workers, **_executor_options(args)))
+    if code == 130:
+        return code
     try:
         print("\n" + compare.compare([args.out])[1])
     except compare.CompareError:  # no run got as far as writing records
         pass
-    return 1 if failed else 0
+    return code
 
 
 def cmd_study(args) -> int:
     from advrl import study
 
-    try:
-        failed = study.run(args.study, out=args.out, dry_run=args.dry_run, executor=args.executor, workers=args.workers,
-                           cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
-                           ray_address=args.ray_address, max_retries=args.max_retries, slurm=args.slurm)
-    except KeyboardInterrupt:
-        return 130
-    if failed:
-        print(f"{len(failed)} run(s) failed: {', '.join(str(job.log) for job in failed)}", file=sys.stderr)
-    return 1 if failed else 0
+    return _train_runs(lambda: study.run(args.study, out=args.out, dry_run=args.dry_run, workers=args.workers,
+                                         **_executor_options(args)))[0]
 
 
 def _executor_flags(parser) -> None:
