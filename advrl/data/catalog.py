@@ -268,26 +268,19 @@ def build(
     not on this machine (:func:`advrl.data.policies.retrain_run`, into ``run_dir`` or
     ``runs/sources/<env>-medium``); ``log`` (a callable taking a message) hears progress.
     """
-    _check_request(dataset_id, size, seed, proportions, policies_root, run_dir, retrain)  # a bad request leaves no lock file
+    request = _check_request(dataset_id, size, seed, proportions, policies_root, run_dir, retrain)  # before the lock: a bad one leaves no lock file
     with make_lock(dataset_id):  # a second build of one id fails at once, naming the first
-        return _build(dataset_id, size, seed, proportions, policies_root, run_dir, log, retrain)
+        return _build(dataset_id, request, proportions, policies_root, run_dir, log, retrain)
 
 
-def _build(
-    dataset_id: str,
-    size: int | None = None,
-    seed: int | None = None,
-    proportions: dict[str, float] | None = None,
-    policies_root=None,
-    run_dir: str | os.PathLike | None = None,
-    log=None,
-    retrain: bool = False,
-) -> str:
+def _build(dataset_id: str, request: tuple, proportions, policies_root, run_dir, log, retrain: bool) -> str:
+    """Build a request checked by ``_check_request`` (env, kind, size, seed, levels, shares);
+    ``proportions`` as given, for the command the build records."""
     from advrl.data import policies
     from advrl.data.collect import collect_episodes, renumber, stream_rng, write_minari_dataset
     from advrl.data.mix import split_counts
 
-    env, kind, size, seed, levels, shares = _check_request(dataset_id, size, seed, proportions, policies_root, run_dir, retrain)
+    env, kind, size, seed, levels, shares = request
     env_id, ref_min, ref_max = ENVS[env]
     started = time.perf_counter()
     log = log or (lambda message: None)

@@ -131,8 +131,9 @@ def test_outputs_of_the_wrong_shape_for_their_namespace_are_refused(namespace, v
         actor_step(updates)
 
 
-def test_outputs_go_where_they_are_declared_not_where_their_rank_says():
-    """A per-sample key goes into the batch, a logged scalar is returned with the losses."""
+def test_per_sample_keys_go_into_the_batch_and_logged_scalars_come_back_with_the_losses():
+    """TD3+BC's actor update: policy_action is written into the batch for later terms; the
+    actor term's logged lambda is returned beside the losses and never enters the batch."""
     components, updates = assemble(td3bc_recipe())
     td = actor_step(updates)
     scalars = updates[1].run(td, 2, torch.tensor(2))
