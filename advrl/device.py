@@ -90,3 +90,24 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None or device.type == "meta":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
+
+
+def generator_like_global(device: torch.device) -> torch.Generator:
+    """A generator on ``device`` holding the global generator's current state there: it draws
+    what the process would draw next on that device (a vectorised seed's own stream)."""
+    generator = torch.Generator(device=device)
+    generator.set_state(torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state())
+    return generator
+
+
+def with_generator_state(rng: dict, generator: torch.Generator) -> dict:
+    """``rng`` (``checkpoint.rng_state()``) with the entry of ``generator``'s device replaced by its
+    state, so that restoring it continues that generator's stream on the global one."""
+    rng = dict(rng)
+    if generator.device.type == "cuda":
+        states = list(rng["cuda"])
+        states[generator.device.index or 0] = generator.get_state()
+        rng["cuda"] = states
+    else:
+        rng["torch"] = generator.get_state()
+    return rng

@@ -443,10 +443,29 @@ class OfflineData:
         return _unchecked_tensordict(batch, batch_size, self.device)
 
 
-def _unchecked_tensordict(source: dict, batch_size: int, device) -> TensorDict:
+    def sample_replicas(self, batch_size: int, generators) -> TensorDict:
+        """A batch ``[K, batch_size]`` for K vectorised seeds: row k's indices are drawn from
+        ``generators[k]`` exactly as ``sample`` draws a single run's from the global generator."""
+        idx = torch.stack([torch.randint(self.size, (batch_size,), device=self.device, generator=g) for g in generators])
+        flat, shape = idx.reshape(-1), idx.shape
+
+        def gather(value):
+            return torch.index_select(value, 0, flat).view(*shape, *value.shape[1:])
+
+        batch = {key: gather(value) for key, value in self._flat}
+        if self._with_index:
+            batch["index"] = idx
+        if self._next:
+            batch["next"] = _unchecked_tensordict({key: gather(value) for key, value in self._next}, shape, self.device)
+        return _unchecked_tensordict(batch, shape, self.device)
+
+
+def _unchecked_tensordict(source: dict, batch_size, device) -> TensorDict:
+    """``batch_size``: an int (one run's batch) or a shape ([K, B] for vectorised seeds)."""
+    batch_size = torch.Size([batch_size] if isinstance(batch_size, int) else batch_size)
     if hasattr(TensorDict, "_new_unsafe"):  # tensordict >= 0.5: skips per-leaf shape checks
-        return TensorDict._new_unsafe(source, batch_size=torch.Size([batch_size]), device=device)
-    return TensorDict(source, batch_size=[batch_size], device=device)
+        return TensorDict._new_unsafe(source, batch_size=batch_size, device=device)
+    return TensorDict(source, batch_size=batch_size, device=device)
 
 
 def content_fingerprint(columns: dict[str, np.ndarray]) -> str:

@@ -131,9 +131,10 @@ def _check_optimised_losses(update_name: str, update, update_losses: list[str]) 
 
 
 def build_updates(
-    recipe: DictConfig, components: dict[str, Component], device, dataset_keys=DATASET_KEYS
+    recipe: DictConfig, components: dict[str, Component], device, dataset_keys=DATASET_KEYS, replicas=None
 ) -> tuple[list[UpdateStage], set[str]]:
-    """The recipe's updates in order, and the dataset keys their terms read.
+    """The recipe's updates in order, and the dataset keys their terms read (``replicas``: the
+    ``ReplicaStack`` of vectorised seeds whose stacked components these are).
 
     The data flow is checked before components are bound, so a swapped-in term that lacks an
     input is reported by the key it misses (and who could write it) first.
@@ -141,7 +142,8 @@ def build_updates(
     dataset_reads = check_data_flow(recipe, components, dataset_keys)
     bind_components(components)
     dtypes = compute_dtypes(recipe, device)
-    return [UpdateStage(name, update, components, device, dtypes) for name, update in recipe.updates.items()], dataset_reads
+    updates = [UpdateStage(name, update, components, device, dtypes, replicas) for name, update in recipe.updates.items()]
+    return updates, dataset_reads
 
 
 def compute_dtypes(recipe: DictConfig, device) -> dict:

@@ -49,6 +49,9 @@ class FusedAdam(torch.optim.Optimizer):
                 return
             params, exp_avgs = [params[i] for i in keep], [exp_avgs[i] for i in keep]
             exp_avg_sqs, steps, grads = [exp_avg_sqs[i] for i in keep], [steps[i] for i in keep], [grads[i] for i in keep]
+        # the kernel walks a gradient's memory in its parameter's order: a gradient laid out
+        # otherwise (vmap returns transposed weight gradients) would update the wrong elements
+        grads = [g if g.stride() == p.stride() else g.contiguous() for g, p in zip(grads, params)]
         group = self.param_groups[0]
         beta1, beta2 = group["betas"]
         self._opt_called = True  # what torch's LR schedulers check to know the optimiser stepped
@@ -65,10 +68,17 @@ class FusedAdam(torch.optim.Optimizer):
         return loss
 
 
-def clip_grad_norm(grads: list[torch.Tensor | None], max_norm: float) -> None:
-    """Scale ``grads`` in place so their joint L2 norm is at most ``max_norm`` (no host sync)."""
+def clip_grad_norm(grads: list[torch.Tensor | None], max_norm: float, per_replica: bool = False) -> None:
+    """Scale ``grads`` in place so their joint L2 norm is at most ``max_norm`` (no host sync).
+    ``per_replica``: the gradients are stacked over vectorised seeds (dim 0), each clipped alone."""
     present = [g for g in grads if g is not None]
     if not present:
+        return
+    if per_replica:
+        norms = torch.linalg.vector_norm(torch.stack([g.flatten(1).norm(dim=1) for g in present]), dim=0)  # [K]
+        scale = torch.clamp(max_norm / (norms + 1e-6), max=1.0)
+        for g in present:
+            g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
         return
     total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(present)))
     torch._foreach_mul_(present, torch.clamp(max_norm / (total + 1e-6), max=1.0))

@@ -203,12 +203,15 @@ class Trainer:
             "step": self.step,
             "components": {name: c.state_dict() for name, c in self.components.items()},
             "updates": {u.name: u.state_dict() for u in self.updates},
-            "rng": rng_state(),
+            "rng": self._rng_state(),
             "normalizer": self.data.normalizer.state_dict(),
             "dataset_info": info_to_dict(self.data.info),
             "evaluations": self.evaluations,
             **self._extra_state(),
         }
+
+    def _rng_state(self) -> dict:
+        return rng_state()
 
     def _extra_state(self) -> dict:
         """State a subclass adds to checkpoints (the online trainer: replay buffer)."""
@@ -243,6 +246,14 @@ class Trainer:
         result = evaluate(policy, self.env_factory, episodes, self.recipe.seed + cfg.seed_offset, self.data.info, cfg.obs_noise)
         for component in self.components.values():
             component.train()
+        return result
+
+    def evaluate_and_record(self, step: int) -> dict:
+        """The periodic evaluation: run it, keep it in the checkpointed history and the records."""
+        result = self.evaluate()
+        self.evaluations.append({"step": step, **result})
+        self.logger.log("eval", step, result)
+        self._after_evaluation(step, result)
         return result
 
     def _after_evaluation(self, step: int, result: dict) -> None:
@@ -320,10 +331,7 @@ class Trainer:
                     self.logger.log("train", step, values)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k.startswith("loss_")}, refresh=False)
                 if eval_every and (step % eval_every == 0 or step == total):
-                    result = self.evaluate()
-                    self.evaluations.append({"step": step, **result})
-                    self.logger.log("eval", step, result)
-                    self._after_evaluation(step, result)
+                    result = self.evaluate_and_record(step)
                     shown = result.get("score_mean", result["return_mean"])
                     bar.set_postfix_str(f"eval {'score' if 'score_mean' in result else 'return'} {shown:.1f}", refresh=False)
                     last_time = time.perf_counter()  # keep evaluation out of steps/s

@@ -114,8 +114,10 @@ def _to_float32(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 class UpdateStage:
     def __init__(self, name: str, cfg: UpdateConfig, components: dict[str, Component], device: torch.device,
-                 dtypes: dict[str, torch.dtype | None] | None = None):
-        """``dtypes``: slot -> the dtype its compute runs in under autocast (None or absent: float32)."""
+                 dtypes: dict[str, torch.dtype | None] | None = None, replicas=None):
+        """``dtypes``: slot -> the dtype its compute runs in under autocast (None or absent: float32).
+        ``replicas``: a ``ReplicaStack`` whose stacked components these are (vectorised seeds),
+        or None for a single run."""
         self.name = name
         self.device = torch.device(device if device is not None else "cpu")
         # plain Python values: DictConfig attribute access is too slow for the per-step path
@@ -136,15 +138,37 @@ class UpdateStage:
         self.loss_keys = [k for _, term in self.terms for k in term.loss_keys()]
         self._routes = [_routes(term) for _, term in self.terms]
         self._views = [_read_view(term) for _, term in self.terms]
+        self._written = [target for routes in self._routes for target, per_sample in routes.values() if per_sample]
         self._outputs_checked = False
-        self._first_bad_step = torch.full((len(self.loss_keys),), -1, dtype=torch.long, device=device)
+        self.replicas = replicas
+        # per loss (and replica): the first step it was not finite, -1 while it has been
+        shape = (len(self.loss_keys),) if replicas is None else (len(self.loss_keys), replicas.size)
+        self._first_bad_step = torch.full(shape, -1, dtype=torch.long, device=device)
+        self._compute_replicas = None if replicas is None else replicas.map(self._compute_replica)
 
     def active(self, step: int) -> bool:
         return step % self.every == 0 and step > self.start and (self.stop is None or step <= self.stop)
 
     def run(self, td: TensorDict, step: int, step_tensor: torch.Tensor) -> dict[str, torch.Tensor]:
         """One update on batch ``td``: each term's declared batch keys are written into ``td``
-        for later terms; its losses and logged scalars are returned."""
+        for later terms; its losses and logged scalars are returned (vectorised seeds: batch
+        ``[K, B]``, scalars ``[K]``, replica k's from its own parameters, batch and noise)."""
+        if self.replicas is None:
+            scalars = self._compute(td, step)
+        else:
+            scalars, written = self._compute_replicas(td, step)
+            for key, value in written.items():  # later updates may read them
+                td.set(key, value)
+        self._outputs_checked = True
+        self._apply(scalars, step_tensor)
+        return scalars
+
+    def _compute_replica(self, td: TensorDict, step: int):
+        """One replica's terms (called under vmap): its scalars and the batch keys it wrote."""
+        scalars = self._compute(td, step)
+        return scalars, {key: td.get(key) for key in self._written}
+
+    def _compute(self, td: TensorDict, step: int) -> dict[str, torch.Tensor]:
         scalars: dict[str, torch.Tensor] = {}
         for (slot_name, term), routes, view, dtype in zip(self.terms, self._routes, self._views, self._dtypes):
             if dtype is None:  # float32: exactly the code path of runs before train.precision existed
@@ -161,7 +185,11 @@ class UpdateStage:
                     td.set(target, value)
                 else:
                     scalars[target] = value
-        self._outputs_checked = True
+        return scalars
+
+    def _apply(self, scalars: dict[str, torch.Tensor], step_tensor: torch.Tensor) -> None:
+        """Gradients of the losses, optimiser steps, target updates, the finiteness record."""
+        per_replica = self.replicas is not None
         losses = [scalars[k] for k in self.loss_keys]
         # every group's gradient is taken before any parameter moves: all losses of an update
         # see the parameters from before it (CORL's CQL steps alpha, actor, critic this way)
@@ -170,9 +198,11 @@ class UpdateStage:
         for i, group in enumerate(self.groups):
             keys = group.loss_keys if group.loss_keys is not None else self.loss_keys
             total = sum(scalars[k] for k in keys)
+            if per_replica:  # replicas share no parameter: the sum's gradient is each replica's own
+                total = total.sum()
             grads = list(torch.autograd.grad(total, group.params, retain_graph=i < last, allow_unused=True))
             if group.clip_grad_norm is not None:
-                clip_grad_norm(grads, group.clip_grad_norm)
+                clip_grad_norm(grads, group.clip_grad_norm, per_replica)
             for param, grad in zip(group.params, grads):
                 param.grad = grad  # kept for inspection; the optimiser takes grads directly
             all_grads.append(grads)
@@ -188,16 +218,19 @@ class UpdateStage:
         # remember, without a host sync, the first step at which each loss was not finite
         bad = ~torch.isfinite(torch.stack([loss.detach() for loss in losses]))
         self._first_bad_step = torch.where(bad & (self._first_bad_step < 0), step_tensor, self._first_bad_step)
-        return scalars
 
     def check_finite(self) -> None:
         """Raise if any loss of this update was ever non-finite (one host sync)."""
         first_bad = self._first_bad_step.tolist()
-        bad = [(step, key) for step, key in zip(first_bad, self.loss_keys) if step >= 0]
+        if self.replicas is None:
+            bad = [(step, key, "") for step, key in zip(first_bad, self.loss_keys) if step >= 0]
+        else:
+            bad = [(step, key, f" in the replica with seed {seed}") for steps, key in zip(first_bad, self.loss_keys)
+                   for step, seed in zip(steps, self.replicas.seeds) if step >= 0]
         if bad:
-            step, key = min(bad)
+            step, key, where = min(bad)
             raise NonFiniteLossError(
-                f"Loss {key!r} of update {self.name!r} became non-finite (NaN or inf) at step {step}. "
+                f"Loss {key!r} of update {self.name!r} became non-finite (NaN or inf){where} at step {step}. "
                 "The run stopped without checkpointing anything computed from then on (earlier checkpoints, if any, "
                 "are intact). Lower the learning rate or enable clip_grad_norm."
             )

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.distributions import Normal
 
+from advrl import noise
 from advrl.component import Component, option
 from advrl.nn import ACTIVATIONS, mlp
 from advrl.registry import register
@@ -55,7 +56,7 @@ class GaussianActor(Component):
 
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         dist = self.distribution(obs)
-        action = dist.rsample()
+        action = dist.loc + noise.randn_like(dist.loc) * dist.scale  # Normal.rsample, drawn through advrl.noise
         return action, dist.log_prob(action).sum(-1)
 
     def compute(self, td, step):

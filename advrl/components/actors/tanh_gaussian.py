@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advrl import noise
 from advrl.component import Component, option
 from advrl.nn import ACTIVATIONS, mlp
 from advrl.registry import register
@@ -57,7 +58,7 @@ class TanhGaussianActor(Component):
 
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_std = self._mean_log_std(obs)
-        u = mean + log_std.exp() * torch.randn_like(mean)
+        u = mean + log_std.exp() * noise.randn_like(mean)
         log_prob = self._log_prob_pre_tanh(u, mean, log_std) - math.log(self.spec.max_action) * u.shape[-1]
         return self.spec.max_action * torch.tanh(u), log_prob
 

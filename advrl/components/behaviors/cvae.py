@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from advrl import noise
 from advrl.component import Component, option
 from advrl.components.behaviors.vae import gaussian_kl
 from advrl.nn import mlp
@@ -65,12 +66,12 @@ class CVAE(Component):
         c = self.condition(obs, condition)
         if z is None:
             clip = self.config.prior_clip
-            z = torch.randn(*obs.shape[:-1], self.latent_dim, device=obs.device).clamp(-clip, clip)
+            z = noise.randn(*obs.shape[:-1], self.latent_dim, device=obs.device).clamp(-clip, clip)
         return self.spec.max_action * torch.tanh(self.decoder(torch.cat([obs, c, z], -1)))
 
     def reconstruct(self, obs, action, condition=None):
         mean, std = self.encode(obs, action, condition)
-        z = mean + std * torch.randn_like(std)
+        z = mean + std * noise.randn_like(std)
         return self.decode(obs, condition, z), mean, std
 
     def compute(self, td, step):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from advrl import noise
 from advrl.component import Component, option
 from advrl.nn import mlp
 from advrl.registry import register
@@ -56,12 +57,12 @@ class VAE(Component):
     def decode(self, obs: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         if z is None:
             clip = self.config.prior_clip
-            z = torch.randn(*obs.shape[:-1], self.latent_dim, device=obs.device).clamp(-clip, clip)
+            z = noise.randn(*obs.shape[:-1], self.latent_dim, device=obs.device).clamp(-clip, clip)
         return self.spec.max_action * torch.tanh(self.decoder(torch.cat([obs, z], -1)))
 
     def reconstruct(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mean, std = self.encode(obs, action)
-        z = mean + std * torch.randn_like(std)
+        z = mean + std * noise.randn_like(std)
         return self.decode(obs, z), mean, std
 
     def compute(self, td, step):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from advrl import noise
 from advrl.component import Component, option, slot
 from advrl.registry import register
 
@@ -47,7 +48,7 @@ class CQLPenalty(Component):
         next_rep = next_obs.unsqueeze(1).expand(batch, n, obs.shape[-1])
 
         max_action = self.spec.max_action
-        random_actions = (torch.rand(batch, n, act_dim, device=obs.device) * 2 - 1) * max_action
+        random_actions = (noise.rand(batch, n, act_dim, device=obs.device) * 2 - 1) * max_action
         current_actions, current_log_prob = actor.sample(obs_rep)
         next_actions, next_log_prob = actor.sample(next_rep)
         current_actions, next_actions = current_actions.detach(), next_actions.detach()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from advrl import noise
 from advrl.component import Component, option, slot
 from advrl.registry import register
 
@@ -75,10 +76,10 @@ class TD3CriticLoss(Component):
         next_obs = td["next", "observation"]
         with torch.no_grad():
             next_action = self.ref("actor").target_act(next_obs)
-            noise = (torch.randn_like(next_action) * (cfg.policy_noise * max_action)).clamp(
+            policy_noise = (noise.randn_like(next_action) * (cfg.policy_noise * max_action)).clamp(
                 -cfg.noise_clip * max_action, cfg.noise_clip * max_action
             )
-            next_action = (next_action + noise).clamp(-max_action, max_action)
+            next_action = (next_action + policy_noise).clamp(-max_action, max_action)
             next_q = critic.target_q_all(next_obs, next_action).min(dim=0).values
             target = self._clip(td["reward"] + cfg.gamma * (1.0 - td["terminated"]) * next_q)
         q = critic.q_all(td["observation"], td["action"])

@@ -1,0 +1,154 @@
+"""Training K seeds of a recipe in one process (``advrl train RECIPE seed=0,1,2 --vectorize``).
+
+Every seed is a run of its own: a ``Trainer`` builds it (initialisation, preparation, run
+folder, recipe, records) exactly as ``advrl train RECIPE seed=k`` would, and after training its
+folder holds what a single run's holds, so it is evaluated, resumed, fine-tuned and compared
+like one. Only the gradient steps are shared: ``ReplicaStack`` stacks the seeds' tensors and
+runs each update once for all of them (see advrl/learner/replicas.py). Before a replica is
+evaluated or checkpointed its own components and optimisers are set to its slice of the stack.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from advrl.compare import ERROR_FILE
+from advrl.device import generator_like_global, with_generator_state
+from advrl.learner.assembly import build_updates
+from advrl.learner.replicas import ReplicaStack, stack_states
+from advrl.learner.trainer import RunResult, Trainer
+from advrl.recipe import RecipeError
+
+
+class ReplicaTrainer(Trainer):
+    """One seed of a vectorised group: a ``Trainer`` whose data is shared with the group and
+    whose random stream, after it is built, is its own generator (the group draws from it)."""
+
+    def __init__(self, recipe: DictConfig, run_dir: Path, resume: bool, data=None):
+        self._shared_data = data
+        super().__init__(recipe, run_dir, resume=resume, progress=False)
+        self.generator = generator_like_global(self.device)
+
+    def _make_data(self):
+        return self._shared_data if self._shared_data is not None else super()._make_data()
+
+    def _rng_state(self) -> dict:
+        return with_generator_state(super()._rng_state(), self.generator)
+
+
+class VectorizedTrainer:
+    def __init__(self, recipes: Sequence[DictConfig], run_dirs: Sequence[Path], resume: bool = False,
+                 progress: bool = True):
+        self.progress = progress
+        self.replicas: list[ReplicaTrainer] = []
+        data = None
+        for recipe, run_dir in zip(recipes, run_dirs, strict=True):
+            replica = ReplicaTrainer(recipe, run_dir, resume, data)
+            data = replica.data
+            self.replicas.append(replica)
+        steps = {r.step for r in self.replicas}
+        if len(steps) > 1:
+            listing = ", ".join(f"seed {r.recipe.seed}: step {r.step}" for r in self.replicas)
+            raise RecipeError(f"the runs to resume together are at different steps ({listing}); resume them one by one "
+                              "(advrl train --resume RUN) or bring them to one step first.")
+        self.step = steps.pop()
+        first = self.replicas[0]
+        self.recipe, self.device, self.data = first.recipe, first.device, first.data
+        self.stack = ReplicaStack([r.components for r in self.replicas], [r.generator for r in self.replicas],
+                                  [int(r.recipe.seed) for r in self.replicas])
+        self.updates, _ = build_updates(self.recipe, self.stack.components, self.device, self.data.keys, self.stack)
+        for i, update in enumerate(self.updates):  # fresh or resumed, each replica's own optimiser state
+            update.load_state_dict(stack_states([r.updates[i].state_dict() for r in self.replicas]))
+
+    @property
+    def total_steps(self) -> int:
+        return int(self.recipe.train.steps)
+
+    # ---- replicas as single runs -----------------------------------------------------------
+    def _sync(self, k: int) -> ReplicaTrainer:
+        """Replica k's own components and optimisers set to its slice of the stack."""
+        replica = self.replicas[k]
+        for name, component in self.stack.components.items():
+            replica.components[name].load_state_dict(self.stack.replica_state(component.state_dict(), k))
+        for update, own in zip(self.updates, replica.updates):
+            own.load_state_dict(self.stack.replica_state(update.state_dict(), k))
+        replica.step = self.step
+        return replica
+
+    def save(self) -> None:
+        for update in self.updates:
+            update.check_finite()  # a replica gone non-finite stops the group before anything is saved
+        for k in range(len(self.replicas)):
+            self._sync(k).save()
+
+    def _log_train(self, step: int, scalars: dict[str, torch.Tensor], steps_per_s: float) -> None:
+        for update in self.updates:
+            update.check_finite()
+        values = torch.stack([v.detach().float() for v in scalars.values()]).T.tolist()  # [K][n]
+        for replica, row in zip(self.replicas, values):
+            replica.logger.log("train", step, {**dict(zip(scalars, row)), "steps_per_s": steps_per_s})
+
+    # ---- the loop --------------------------------------------------------------------------
+    def _train_step(self, step: int, step_tensor: torch.Tensor, batch_size: int, logging: bool) -> dict:
+        batch = self.data.sample_replicas(batch_size, self.stack.generators)
+        scalars: dict[str, torch.Tensor] = {}
+        for update in self.updates:
+            if update.active(step):
+                out = update.run(batch, step, step_tensor)
+                if logging:
+                    scalars.update(out)
+        return scalars
+
+    def fit(self) -> list[RunResult]:
+        from tqdm.auto import tqdm
+
+        cfg, total = self.recipe.train, self.total_steps
+        eval_every = self.recipe.eval.every if self.replicas[0].env_factory is not None else 0
+        step_tensor = torch.zeros((), dtype=torch.long, device=self.device)
+        seeds = ",".join(str(r.recipe.seed) for r in self.replicas)
+        bar = tqdm(total=total, initial=self.step, disable=not self.progress, dynamic_ncols=True,
+                   desc=f"{self.recipe.name} seeds {seeds}")
+        last_time, last_step = time.perf_counter(), self.step
+        for replica in self.replicas:
+            (replica.run_dir / ERROR_FILE).unlink(missing_ok=True)
+        try:
+            while self.step < total:
+                self.step += 1
+                step = self.step
+                step_tensor.fill_(step)
+                logging = step % cfg.log_every == 0 or step == total
+                scalars = self._train_step(step, step_tensor, cfg.batch_size, logging)
+                if logging and scalars:
+                    now = time.perf_counter()
+                    self._log_train(step, scalars, (step - last_step) / max(now - last_time, 1e-9))
+                    last_time, last_step = now, step
+                if eval_every and (step % eval_every == 0 or step == total):
+                    for k in range(len(self.replicas)):
+                        self._sync(k).evaluate_and_record(step)
+                    last_time = time.perf_counter()
+                if step % cfg.checkpoint_every == 0 or step == total:
+                    self.save()
+                bar.update(1)
+            for k in range(len(self.replicas)):
+                self._sync(k)._final_evaluation()
+        except Exception as err:
+            for replica in self.replicas:
+                replica.step = self.step
+                replica._record_error(err)
+            raise
+        finally:
+            bar.close()
+            for replica in self.replicas:
+                replica.logger.close()
+        return [_result(r) for r in self.replicas]
+
+
+def _result(replica: ReplicaTrainer) -> RunResult:
+    final = replica.evaluations[-1] if replica.evaluations else {}
+    return RunResult(replica.run_dir, replica.step, final.get("score_mean"), final.get("return_mean"),
+                     list(replica.evaluations), replica.final_evaluation)
