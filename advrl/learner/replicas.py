@@ -69,9 +69,15 @@ class ReplicaStack:
         mapped = torch.func.vmap(one_replica, in_dims=(0, 0, 0, 0, None), randomness="error")
         return lambda td, *args: mapped(self._params, self._buffers, self._token, td, args)
 
-    def replica_state(self, state, k: int):
-        """Replica k's part of a state dict of the stacked components or their optimisers."""
-        return _slice(state, k)
+    def replica_state(self, state, k: int, shared: tuple[str, ...] = ()):
+        """Replica k's part of a state dict of the stacked components (every tensor stacked) or
+        of their optimisers (``shared=OPTIMIZER_SHARED``)."""
+        return _slice(state, k, shared)
+
+
+# what an optimiser's state holds once for all replicas: Adam's step count (equal in lockstep,
+# and the fused kernel takes one per parameter); its moments are per replica like the parameters
+OPTIMIZER_SHARED = ("step",)
 
 
 def _stack_tensors(stacked: nn.Module, replicas: list[nn.Module]) -> None:
@@ -88,26 +94,26 @@ def _stack_tensors(stacked: nn.Module, replicas: list[nn.Module]) -> None:
                 module._buffers[name] = torch.stack([m._buffers[name] for m in sources])
 
 
-def _slice(state, k: int):
-    """Entry k of every stacked tensor (those with a leading replica dimension); 0-dim tensors
-    (Adam's shared step count) and plain values as they are."""
+def _slice(state, k: int, shared: tuple[str, ...], key=None):
+    """Entry k of every stacked tensor; tensors under a ``shared`` key and plain values as they are."""
     if isinstance(state, torch.Tensor):
-        return state[k].clone() if state.dim() > 0 else state.clone()
+        return state.clone() if key in shared else state[k].clone()
     if isinstance(state, dict):
-        return type(state)((key, _slice(value, k)) for key, value in state.items())
+        return type(state)((name, _slice(value, k, shared, name)) for name, value in state.items())
     if isinstance(state, list | tuple):
-        return type(state)(_slice(value, k) for value in state)
+        return type(state)(_slice(value, k, shared, key) for value in state)
     return copy.deepcopy(state)
 
 
-def stack_states(states: Sequence):
-    """The inverse of ``ReplicaStack.replica_state`` for optimiser states: tensors with a
-    dimension stacked, 0-dim tensors and plain values taken from the first (equal in lockstep)."""
+def stack_states(states: Sequence, shared: tuple[str, ...] = OPTIMIZER_SHARED, key=None):
+    """The replicas' optimiser states as the stacked optimiser's (the inverse of
+    ``replica_state``): tensors stacked, those under a ``shared`` key and plain values taken
+    from the first replica (equal in lockstep)."""
     first = states[0]
     if isinstance(first, torch.Tensor):
-        return torch.stack(list(states)) if first.dim() > 0 else first.clone()
+        return first.clone() if key in shared else torch.stack(list(states))
     if isinstance(first, dict):
-        return type(first)((key, stack_states([s[key] for s in states])) for key in first)
+        return type(first)((name, stack_states([s[name] for s in states], shared, name)) for name in first)
     if isinstance(first, list | tuple):
-        return type(first)(stack_states([s[i] for s in states]) for i in range(len(first)))
+        return type(first)(stack_states([s[i] for s in states], shared, key) for i in range(len(first)))
     return copy.deepcopy(first)

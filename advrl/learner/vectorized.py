@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from advrl.compare import ERROR_FILE
 from advrl.device import generator_like_global, with_generator_state
 from advrl.learner.assembly import build_updates
-from advrl.learner.replicas import ReplicaStack, stack_states
+from advrl.learner.replicas import OPTIMIZER_SHARED, ReplicaStack, stack_states
 from advrl.learner.trainer import RunResult, Trainer
 from advrl.recipe import RecipeError
 
@@ -76,7 +76,7 @@ class VectorizedTrainer:
         for name, component in self.stack.components.items():
             replica.components[name].load_state_dict(self.stack.replica_state(component.state_dict(), k))
         for update, own in zip(self.updates, replica.updates):
-            own.load_state_dict(self.stack.replica_state(update.state_dict(), k))
+            own.load_state_dict(self.stack.replica_state(update.state_dict(), k, OPTIMIZER_SHARED))
         replica.step = self.step
         return replica
 
