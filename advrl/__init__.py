@@ -5,6 +5,7 @@ The Python API mirrors the CLI::
     import advrl
     recipe = advrl.load_recipe("recipes/td3bc.yaml", ["train.steps=10000"])
     result = advrl.train(recipe)              # -> RunResult(run_dir, final_score, ...)
+    results = advrl.train_seeds(recipe, [0, 1, 2])  # 3 seeds vectorised in one process
     run = advrl.load_run(result.run_dir)      # run.policy(obs) -> action
     actor = advrl.make("actor", "deterministic", spec=advrl.DataSpec(11, 3), hidden_sizes=[64])
 """
@@ -23,6 +24,7 @@ _API = {
     "Component": "advrl.component", "DataSpec": "advrl.component", "describe": "advrl.component",
     "option": "advrl.component", "slot": "advrl.component",
     "RunResult": "advrl.learner.trainer", "resume": "advrl.learner.trainer", "train": "advrl.learner.trainer",
+    "train_seeds": "advrl.learner.vectorized", "resume_seeds": "advrl.learner.vectorized",
     "RecipeError": "advrl.recipe", "load_recipe": "advrl.recipe",
     "KINDS": "advrl.registry", "RegistryError": "advrl.registry", "register": "advrl.registry",
     "register_kind": "advrl.registry",
@@ -32,6 +34,7 @@ _API = {
 if TYPE_CHECKING:
     from advrl.component import Component, DataSpec, describe, option, slot
     from advrl.learner.trainer import RunResult, resume, train
+    from advrl.learner.vectorized import resume_seeds, train_seeds
     from advrl.recipe import RecipeError, load_recipe
     from advrl.registry import KINDS, RegistryError, register, register_kind
     from advrl.run import Run, evaluate_runs, load_run
@@ -85,6 +88,8 @@ __all__ = [
     "evaluate_runs",
     "load_recipe",
     "load_run",
+    "resume_seeds",
+    "train_seeds",
     "make",
     "option",
     "register",

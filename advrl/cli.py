@@ -35,9 +35,25 @@ def print_result(result) -> int:
     return 0
 
 
+def _split_seeds(overrides: list[str]) -> tuple[list[int], list[str]]:
+    """``seed=0,1,2`` taken out of the overrides as [0, 1, 2] (one ``seed=`` at most)."""
+    from advrl.recipe import RecipeError
+
+    given = [o for o in overrides if o.partition("=")[0].strip() == "seed"]
+    if len(given) != 1:
+        raise RecipeError("--vectorize trains several seeds of one recipe: give them as one override, e.g. seed=0,1,2,3,4.")
+    try:
+        seeds = [int(value) for value in given[0].partition("=")[2].split(",")]
+    except ValueError:
+        raise RecipeError(f"--vectorize: {given[0]} is not a list of integer seeds (e.g. seed=0,1,2).") from None
+    return seeds, [o for o in overrides if o not in given]
+
+
 def cmd_train(args) -> int:
     import advrl
 
+    if args.vectorize:
+        return _train_vectorized(args)
     if args.resume:
         # `--resume RUN train.steps=N`: argparse hands the first override to the recipe argument
         overrides = [args.recipe, *args.overrides] if args.recipe else list(args.overrides)
@@ -52,6 +68,28 @@ def cmd_train(args) -> int:
             return 2
         result = advrl.train(args.recipe, args.overrides, run_dir=args.run_dir, progress=not args.no_progress)
     return print_result(result)
+
+
+def _train_vectorized(args) -> int:
+    from advrl.learner import vectorized
+
+    if args.resume:
+        overrides = [args.recipe, *args.overrides] if args.recipe else list(args.overrides)
+        runs = vectorized.group_run_dirs(args.resume)
+        if not runs:
+            print(f"advrl: error: {args.resume} holds no runs of vectorised seeds (seed<k>/ folders with a recipe.yaml); "
+                  "resume a single run without --vectorize.", file=sys.stderr)
+            return 2
+        results = vectorized.resume_seeds(runs, progress=not args.no_progress, overrides=overrides)
+    else:
+        if not args.recipe:
+            print("advrl train --vectorize needs a RECIPE and seed=a,b,... (or --resume GROUP_DIR).", file=sys.stderr)
+            return 2
+        seeds, overrides = _split_seeds(list(args.overrides))
+        results = vectorized.train_seeds(args.recipe, seeds, overrides, run_dir=args.run_dir, progress=not args.no_progress)
+    for result in results:
+        print_result(result)
+    return 0
 
 
 def cmd_online(args) -> int:
@@ -479,6 +517,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue an interrupted or finished run from its last checkpoint; overrides of train.steps "
                             "(grow a pilot to more steps), train.checkpoint_every, train.log_every and eval.* apply and "
                             "are saved in its recipe.yaml, any other is refused")
+    train.add_argument("--vectorize", action="store_true",
+                       help="train the seeds of seed=a,b,c in lockstep in this process (stacked parameters, one batched "
+                            "step for all); each seed is a run of its own in RUN_DIR/seed<k>. With --resume GROUP_DIR: "
+                            "continue such a group together")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 

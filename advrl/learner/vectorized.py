@@ -10,19 +10,22 @@ evaluated or checkpointed its own components and optimisers are set to its slice
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from advrl.compare import ERROR_FILE
 from advrl.device import generator_like_global, with_generator_state
+from advrl.learner import rundir
 from advrl.learner.assembly import build_updates
+from advrl.learner.checkpoint import run_lock
 from advrl.learner.replicas import OPTIMIZER_SHARED, ReplicaStack, stack_states
-from advrl.learner.trainer import RunResult, Trainer
-from advrl.recipe import RecipeError
+from advrl.learner.trainer import RECIPE_FILE, RunResult, Trainer, check_resume_overrides
+from advrl.recipe import RecipeError, apply_overrides, load_recipe, validate
 
 
 class ReplicaTrainer(Trainer):
@@ -152,3 +155,68 @@ def _result(replica: ReplicaTrainer) -> RunResult:
     final = replica.evaluations[-1] if replica.evaluations else {}
     return RunResult(replica.run_dir, replica.step, final.get("score_mean"), final.get("return_mean"),
                      list(replica.evaluations), replica.final_evaluation)
+
+
+def seed_run_dirs(recipe: DictConfig, seeds: Sequence[int], run_dir: str | Path | None) -> list[Path]:
+    """``RUN_DIR/seed<k>`` per seed; by default ``runs/<name>/<dataset>/seeds<a-b-c>-<time>/seed<k>``."""
+    if run_dir is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        dataset = str(recipe.dataset.id).replace("/", "-")
+        run_dir = Path("runs") / str(recipe.name) / dataset / f"seeds{'-'.join(map(str, seeds))}-{stamp}"
+    return [Path(run_dir) / f"seed{seed}" for seed in seeds]
+
+
+def train_seeds(recipe, seeds: Sequence[int], overrides=(), run_dir: str | Path | None = None,
+                progress: bool = True) -> list[RunResult]:
+    """Train ``recipe`` (a path or a loaded DictConfig) once per seed, the seeds vectorised in
+    this process; each seed's run goes to ``run_dir/seed<k>`` and is a run of its own."""
+    seeds = [int(seed) for seed in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise RecipeError(f"vectorised seeds must be distinct and at least one (got {seeds}).")
+    recipes = [_seed_recipe(recipe, overrides, seed) for seed in seeds]
+    run_dirs = seed_run_dirs(recipes[0], seeds, run_dir)
+    with contextlib.ExitStack() as claims:
+        starts = [claims.enter_context(rundir.new_run(path, Trainer.run_kind, Trainer.resume_hint)) for path in run_dirs]
+        trainer = VectorizedTrainer(recipes, run_dirs, resume=False, progress=progress)
+        for start in starts:
+            start.started()
+        return trainer.fit()
+
+
+def _seed_recipe(recipe, overrides, seed: int) -> DictConfig:
+    if isinstance(recipe, DictConfig):
+        return validate(apply_overrides(recipe.copy(), [*overrides, f"seed={seed}"]))
+    return load_recipe(recipe, [*overrides, f"seed={seed}"])
+
+
+def resume_seeds(run_dirs: Sequence[str | Path], progress: bool = True, overrides=()) -> list[RunResult]:
+    """Continue runs of one recipe that stopped at the same step, vectorised (each could also be
+    resumed alone with ``advrl train --resume``). ``overrides`` as for ``resume``."""
+    run_dirs = [Path(path) for path in run_dirs]
+    check_resume_overrides(overrides)
+    for path in run_dirs:
+        rundir.check_resumable(path, "advrl train")
+    recipes = [load_recipe(path / RECIPE_FILE, list(overrides)) for path in run_dirs]
+    _check_one_recipe(recipes, run_dirs)
+    with contextlib.ExitStack() as locks:
+        for path in run_dirs:
+            locks.enter_context(run_lock(path))
+        return VectorizedTrainer(recipes, run_dirs, resume=True, progress=progress).fit()
+
+
+def _check_one_recipe(recipes: Sequence[DictConfig], run_dirs: Sequence[Path]) -> None:
+    """Runs trained together must differ only in their seed (and where they write)."""
+    def without_seed(recipe):
+        return OmegaConf.to_yaml({k: v for k, v in OmegaConf.to_container(recipe).items() if k != "seed"})
+
+    first = without_seed(recipes[0])
+    for recipe, path in zip(recipes[1:], run_dirs[1:]):
+        if without_seed(recipe) != first:
+            raise RecipeError(f"{path} has another recipe than {run_dirs[0]} (beyond the seed); vectorised seeds share "
+                              "one recipe: resume it on its own (advrl train --resume RUN).")
+
+
+def group_run_dirs(folder: str | Path) -> list[Path]:
+    """The runs of a vectorised group folder (``RUN_DIR/seed<k>``), in seed order."""
+    runs = [path for path in Path(folder).glob("seed*") if (path / RECIPE_FILE).is_file()]
+    return sorted(runs, key=lambda path: (len(path.name), path.name))
