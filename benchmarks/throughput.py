@@ -3,27 +3,40 @@ PyTorch implementation of the same update (benchmarks/reference.py), in the same
 on the same synthetic Hopper-shaped data (obs 11, action 3, batch 256). ``--algos a2pr``
 also times recipes/a2pr.yaml against benchmarks/reference_a2pr.py, ``--algos a2po``
 recipes/a2po.yaml against benchmarks/reference_a2po.py, ``--algos cql`` recipes/cql.yaml
-against benchmarks/reference_cql.py. ``--precision fp32 bf16`` times advrl at each
-``train.precision`` (bf16: matrix products under autocast, see README "Speed") against the
-same float32 reference, and prints the processor's bf16 flags (AVX512-BF16, AMX-BF16).
+against benchmarks/reference_cql.py, ``--algos ssar_td3bc`` recipes/ssar_td3bc.yaml against
+benchmarks/reference_ssar_td3bc.py (its selection mask: a fixed random column in the
+reference; advrl's IQL pre-training for it is shortened to 10 steps, outside the timed
+steps). ``--precision fp32 bf16`` times advrl at each ``train.precision`` (bf16: matrix
+products under autocast, see README "Speed") against the same float32 reference, and prints
+the processor's bf16 flags (AVX512-BF16, AMX-BF16). ``--replicas K`` also times advrl with K
+vectorised seeds (one process, K seeds stacked and stepped under vmap, built as
+``advrl train RECIPE seed=0,...,K-1 --vectorize`` builds them) at each precision, rows
+``fp32 K=5``, ``bf16 K=5``: their steps/s count seed-steps (K x steps / s), against the same
+one-seed float32 reference, so the ratio is the gain per trained seed.
 
-    python benchmarks/throughput.py [--steps 1000] [--repeats 3] [--algos td3bc iql a2pr a2po cql] [--json]
+    python benchmarks/throughput.py [--steps 1000] [--repeats 7] [--algos td3bc iql a2pr a2po cql ssar_td3bc] [--json]
     python benchmarks/throughput.py --algos td3bc cql a2pr --precision fp32 bf16
+    OMP_NUM_THREADS=1 python benchmarks/throughput.py --algos td3bc iql cql a2pr a2po ssar_td3bc --precision fp32 bf16 --replicas 5
 
 Timings alternate advrl and reference blocks ``--repeats`` times (rotating which goes
 first); steps/s are medians and the ratio is the median of the per-pair ratios (min and max
 are reported too), so a slow moment of the machine does not favour either side. Run it on an
-otherwise idle machine: on 2 cores any other job distorts the numbers.
+otherwise idle machine: on 2 cores any other job distorts the numbers. ``--json`` prints
+``{algo: row}`` with one row (one precision, no ``--replicas``), else ``{algo: {label: row}}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
+import tempfile
 import time
+from functools import partial
 from pathlib import Path
+from unittest import mock
 
 import torch
 from tensordict import TensorDict
@@ -33,14 +46,19 @@ import reference  # noqa: E402
 import reference_a2po  # noqa: E402
 import reference_a2pr  # noqa: E402
 import reference_cql  # noqa: E402
+import reference_ssar_td3bc  # noqa: E402
 
 from advrl.component import DataSpec  # noqa: E402
 from advrl.data.dataset import DatasetInfo, ObservationNormalizer, OfflineData  # noqa: E402
+from advrl.device import generator_like_global  # noqa: E402
 from advrl.learner.assembly import build_components, build_updates  # noqa: E402
+from advrl.learner.replicas import ReplicaStack  # noqa: E402
 from advrl.recipe import load_recipe  # noqa: E402
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 OBS_DIM, ACT_DIM, SIZE, BATCH = 11, 3, 100_000, 256
+# preparation (SSAR's IQL pre-training for its selection mask) is outside the timed steps: kept short
+OVERRIDES = {"ssar_td3bc": ["components.selector.pretrain_steps=10"]}
 
 
 def synthetic_transitions(device: torch.device) -> TensorDict:
@@ -62,35 +80,67 @@ def synthetic_transitions(device: torch.device) -> TensorDict:
 
 
 class AdvrlRunner:
-    def __init__(self, recipe_name: str, device: torch.device, precision: str = "fp32"):
+    """One run of a recipe, or (``replicas=K``) K vectorised seeds assembled as
+    ``VectorizedTrainer`` assembles them: replica k built after ``torch.manual_seed(k)``, with a
+    generator holding the global state after its build, then stacked (``ReplicaStack``)."""
+
+    def __init__(self, recipe_name: str, device: torch.device, precision: str = "fp32", replicas: int | None = None):
         spec = DataSpec(OBS_DIM, ACT_DIM, 1.0)
-        recipe = load_recipe(RECIPES / f"{recipe_name}.yaml", [f"train.precision={precision}"], dataset_facts=vars(spec))
+        overrides = [f"train.precision={precision}", *OVERRIDES.get(recipe_name, [])]
+        recipe = load_recipe(RECIPES / f"{recipe_name}.yaml", overrides, dataset_facts=vars(spec))
         info = DatasetInfo("synthetic", OBS_DIM, ACT_DIM, 1.0, SIZE, 100, None, None, None)
         normalizer = ObservationNormalizer(torch.zeros(OBS_DIM), torch.ones(OBS_DIM))
         self.data = OfflineData(synthetic_transitions(device), info, normalizer)
-        self.components = build_components(recipe, spec, bind=False)
-        for component in self.components.values():
-            component.to(device)
-        self.updates, dataset_reads = build_updates(recipe, self.components, device)
+        self.seeds, stack = replicas or 1, None
+        if replicas is None:
+            self.components = self._build(recipe, spec, device, seed=0)
+        else:
+            built, generators = [], []
+            for seed in range(replicas):
+                torch.manual_seed(seed)
+                built.append(self._build(recipe, spec, device, seed))
+                generators.append(generator_like_global(device))
+            stack = ReplicaStack(built, generators, list(range(replicas)))
+            self.components = stack.components
+        self.updates, dataset_reads = build_updates(recipe, self.components, device, self.data.keys, stack)
         self.data.select(sorted(dataset_reads))
+        self.sample = partial(self.data.sample, BATCH) if stack is None else partial(
+            self.data.sample_replicas, BATCH, stack.generators)
         self.step = 0
         self.step_tensor = torch.zeros((), dtype=torch.long, device=device)
+
+    def _build(self, recipe, spec: DataSpec, device: torch.device, seed: int) -> dict:
+        """A single run's components, prepared on the synthetic data (their caches, e.g. the
+        SSAR selector's labels, go to a temporary folder, not the user's)."""
+        components = build_components(recipe, spec, bind=False)
+        for component in components.values():
+            component.to(device)
+        with tempfile.TemporaryDirectory() as cache, mock.patch.dict(os.environ, {"ADVRL_CACHE": cache}):
+            for component in components.values():
+                component.prepare(self.data, {"seed": seed, "device": device})
+        return components
 
     def run(self, steps: int) -> None:
         for _ in range(steps):
             self.step += 1
             self.step_tensor.fill_(self.step)
-            batch = self.data.sample(BATCH)
+            batch = self.sample()
             for update in self.updates:
                 if update.active(self.step):
                     update.run(batch, self.step, self.step_tensor)
 
 
 class ReferenceRunner:
+    seeds = 1
+
     def __init__(self, algo: str, device: torch.device):
         td = synthetic_transitions(device)
         self.columns = (td["observation"], td["action"], td["reward"].unsqueeze(-1), td["next", "observation"], td["terminated"].unsqueeze(-1))
-        if algo == "a2pr":
+        if algo == "ssar_td3bc":  # the selection mask: a fixed random column (its IQL pre-training is not timed)
+            trust = torch.rand(SIZE, 1, generator=torch.Generator().manual_seed(1)) < 0.5
+            self.columns += (trust.float().to(device),)
+            self.agent = reference_ssar_td3bc.SSARTD3BC(OBS_DIM, ACT_DIM, device=device)
+        elif algo == "a2pr":
             self.agent = reference_a2pr.A2PR(OBS_DIM, ACT_DIM, device=device)
         elif algo == "a2po":
             self.agent = reference_a2po.A2PO(OBS_DIM, ACT_DIM, device=device)
@@ -107,18 +157,23 @@ class ReferenceRunner:
 
 
 def rate(runner, steps: int) -> float:
+    """Seed-steps per second: gradient steps times the seeds each step trains."""
     start = time.perf_counter()
     runner.run(steps)
-    return steps / (time.perf_counter() - start)
+    return runner.seeds * steps / (time.perf_counter() - start)
 
 
-def measure(algo: str, steps: int, repeats: int, device: torch.device, precisions=("fp32",)) -> dict:
-    """Time advrl (at each precision) and the reference in rotating order; each ratio is the
-    median over the rounds of advrl / reference measured in the same round, so a slow stretch
-    of the machine hits both sides of a ratio rather than one of them."""
+def measure(algo: str, steps: int, repeats: int, device: torch.device, precisions=("fp32",),
+            replicas: int | None = None) -> dict:
+    """Time advrl (at each precision; with ``replicas=K`` also K vectorised seeds at each,
+    rows ``"bf16 K=5"``) and the reference in rotating order; each ratio is the median over
+    the rounds of advrl / reference measured in the same round, so a slow stretch of the
+    machine hits both sides of a ratio rather than one of them."""
     torch.manual_seed(0)
     runners = {precision: AdvrlRunner(algo, device, precision) for precision in precisions}
     runners["reference"] = ReferenceRunner(algo, device)
+    if replicas:
+        runners.update({f"{p} K={replicas}": AdvrlRunner(algo, device, p, replicas) for p in precisions})
     for runner in runners.values():
         runner.run(20)  # warm-up: allocator, kernels
     rates = {name: [] for name in runners}
@@ -127,17 +182,17 @@ def measure(algo: str, steps: int, repeats: int, device: torch.device, precision
         for name in names[repeat % len(names):] + names[: repeat % len(names)]:  # rotate who goes first
             rates[name].append(rate(runners[name], steps))
     results = {}
-    for precision in precisions:
-        ratios = [o / r for o, r in zip(rates[precision], rates["reference"])]
-        results[precision] = {
-            "steps_per_s": statistics.median(rates[precision]),
+    for name in (n for n in names if n != "reference"):
+        ratios = [o / r for o, r in zip(rates[name], rates["reference"])]
+        results[name] = {
+            "steps_per_s": statistics.median(rates[name]),  # per seed-step
             "reference_steps_per_s": statistics.median(rates["reference"]),
             "ratio": statistics.median(ratios),
             "ratio_min": min(ratios),
             "ratio_max": max(ratios),
         }
-    # one precision: the flat layout earlier results (RESULTS.md) were written in
-    return results[precisions[0]] if len(precisions) == 1 else results
+    # one row: the flat layout earlier results (RESULTS.md) were written in
+    return results[precisions[0]] if len(results) == 1 else results
 
 
 def bf16_flags() -> str:
@@ -159,23 +214,27 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
                         help="train.precision values of advrl to time (the reference is float32)")
+    parser.add_argument("--replicas", type=int, default=None, metavar="K",
+                        help="also time K vectorised seeds at each precision, per seed-step")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     device = torch.device(args.device)
     precisions = tuple(dict.fromkeys(args.precision))
-    results = {algo: measure(algo, args.steps, args.repeats, device, precisions) for algo in args.algos}
+    results = {algo: measure(algo, args.steps, args.repeats, device, precisions, args.replicas) for algo in args.algos}
     if args.json:
         print(json.dumps(results))
         return
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}, batch {BATCH}")
     if "bf16" in precisions:
         print(f"CPU bf16 features: {bf16_flags()}; torch CPU capability {torch.backends.cpu.get_cpu_capability()}")
-    print(f"{'algorithm':10s} {'precision':9s} {'advrl steps/s':>14s} {'reference':>10s} {'ratio':>6s}  (min-max over rounds)")
+    if args.replicas:
+        print(f"K={args.replicas} rows: vectorised seeds, steps/s counted per seed-step (K x steps / s)")
+    print(f"{'algorithm':10s} {'precision':10s} {'advrl steps/s':>14s} {'reference':>10s} {'ratio':>6s}  (min-max over rounds)")
     for algo, result in results.items():
-        rows = result if len(precisions) > 1 else {precisions[0]: result}
-        for precision, r in rows.items():
+        rows = result if "ratio" not in result else {precisions[0]: result}
+        for label, r in rows.items():
             print(
-                f"{algo:10s} {precision:9s} {r['steps_per_s']:14.1f} {r['reference_steps_per_s']:10.1f} {r['ratio']:6.2f}"
+                f"{algo:10s} {label:10s} {r['steps_per_s']:14.1f} {r['reference_steps_per_s']:10.1f} {r['ratio']:6.2f}"
                 f"  ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})"
             )
 

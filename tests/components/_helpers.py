@@ -172,11 +172,15 @@ def small_transitions(seed: int, size: int = 16) -> TensorDict:
 
 
 def benchmark_module(name: str):
-    """A module of benchmarks/ (the plain reference implementations), loaded by path."""
+    """A module of benchmarks/ (the plain reference implementations), loaded by path (with
+    benchmarks/ on the import path: a reference may import from another, e.g. its actor)."""
     import importlib.util
+    import sys
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
