@@ -73,20 +73,26 @@ def cmd_train(args) -> int:
 def _train_vectorized(args) -> int:
     from advrl.learner import vectorized
 
-    if args.resume:
+    no_recipe = not args.recipe or "=" in args.recipe  # argparse hands a first override to the recipe argument
+    if args.resume or (no_recipe and args.seed_dirs):
         overrides = [args.recipe, *args.overrides] if args.recipe else list(args.overrides)
-        runs = vectorized.group_run_dirs(args.resume)
+        runs = args.seed_dirs or vectorized.group_run_dirs(args.resume)
         if not runs:
             print(f"advrl: error: {args.resume} holds no runs of vectorised seeds (seed<k>/ folders with a recipe.yaml); "
                   "resume a single run without --vectorize.", file=sys.stderr)
             return 2
         results = vectorized.resume_seeds(runs, progress=not args.no_progress, overrides=overrides)
     else:
-        if not args.recipe:
+        if no_recipe:
             print("advrl train --vectorize needs a RECIPE and seed=a,b,... (or --resume GROUP_DIR).", file=sys.stderr)
             return 2
         seeds, overrides = _split_seeds(list(args.overrides))
-        results = vectorized.train_seeds(args.recipe, seeds, overrides, run_dir=args.run_dir, progress=not args.no_progress)
+        if args.seed_dirs and len(args.seed_dirs) != len(seeds):
+            print(f"advrl: error: --seed-dirs names {len(args.seed_dirs)} folders for {len(seeds)} seeds; give one per seed.",
+                  file=sys.stderr)
+            return 2
+        results = vectorized.train_seeds(args.recipe, seeds, overrides, run_dir=args.run_dir, progress=not args.no_progress,
+                                         run_dirs=args.seed_dirs)
     for result in results:
         print_result(result)
     return 0
@@ -184,7 +190,8 @@ def _train_runs(start) -> tuple[int, list]:
 def cmd_sweep(args) -> int:
     from advrl import compare, sweep
 
-    code, _ = _train_runs(lambda: sweep.sweep(args.recipe, args.overrides, args.out, args.workers, **_executor_options(args)))
+    code, _ = _train_runs(lambda: sweep.sweep(args.recipe, args.overrides, args.out, args.workers, vectorize=args.vectorize,
+                                              **_executor_options(args)))
     if code == 130:
         return code
     try:
@@ -198,7 +205,7 @@ def cmd_study(args) -> int:
     from advrl import study
 
     return _train_runs(lambda: study.run(args.study, out=args.out, dry_run=args.dry_run, workers=args.workers,
-                                         **_executor_options(args)))[0]
+                                         vectorize=args.vectorize, **_executor_options(args)))[0]
 
 
 def _executor_flags(parser) -> None:
@@ -213,6 +220,9 @@ def _executor_flags(parser) -> None:
                         help="ray: the cluster's address (ray start --head prints it; or auto); default: a Ray instance "
                              "already running here, else a new local one")
     parser.add_argument("--max-retries", type=int, default=3, help="ray: restarts of a run whose worker dies (default 3)")
+    parser.add_argument("--vectorize", action="store_true",
+                        help="train the runs that differ only in their seed as one job, the seeds vectorised "
+                             "(advrl train --vectorize); each keeps its own folder")
     parser.add_argument("--slurm", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="slurm: sbatch options (space- or comma-separated, repeatable), any of partition, time (minutes or [D-]HH:MM:SS), cpus_per_task, "
                              "gpus_per_task, array_parallelism, mem, account, qos, constraint")
@@ -521,6 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train the seeds of seed=a,b,c in lockstep in this process (stacked parameters, one batched "
                             "step for all); each seed is a run of its own in RUN_DIR/seed<k>. With --resume GROUP_DIR: "
                             "continue such a group together")
+    train.add_argument("--seed-dirs", nargs="+", metavar="DIR",
+                       help="with --vectorize: one run folder per seed, in the order of seed=a,b,... (default: "
+                            "RUN_DIR/seed<k>); without a RECIPE: resume these runs together")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 

@@ -393,9 +393,10 @@ def evaluate(study: Study, run: StudyRun) -> None:
 
 
 def run(path: str | Path, out: str | Path | None = None, dry_run: bool = False, executor: str = "local",
-        **options) -> list[StudyRun]:
-    """Train every unfinished run of the study (``options`` as :func:`advrl.sweep.execute`'s),
-    evaluate the finished ones, and print the progress; returns the failed runs."""
+        vectorize: bool = False, **options) -> list[StudyRun]:
+    """Train every unfinished run of the study (``options`` as :func:`advrl.sweep.execute`'s;
+    ``vectorize``: each variant's seeds on a dataset as one job), evaluate the finished ones,
+    and print the progress; returns the failed runs."""
     study, runs = plan(path, out)
     if dry_run:
         print(describe(study, runs, options.get("workers")) + "\n\n" + progress(study, runs), flush=True)
@@ -408,6 +409,6 @@ def run(path: str | Path, out: str | Path | None = None, dry_run: bool = False, 
     for r in runs:  # finished earlier (e.g. stopped before its evaluation)
         if r.finished():
             evaluate(study, r)
-    failed = sweep.execute(runs, executor, on_done=lambda r: evaluate(study, r), **options)
+    failed = sweep.execute(runs, executor, on_done=lambda r: evaluate(study, r), vectorize=vectorize, **options)
     print("\n" + progress(study, runs, failed) + f"\n\nreport: advrl report {study.out}", flush=True)
     return failed

@@ -163,6 +163,77 @@ class SweepRun:
                         None if self.finetune is None else list(self.finetune))
 
 
+def _seed_of(run: SweepRun) -> str | None:
+    return next((o.partition("=")[2].strip() for o in run.overrides if o.partition("=")[0].strip() == "seed"), None)
+
+
+@dataclass
+class SeedGroup:
+    """Runs that differ only in their seed, trained as one job with vectorised seeds
+    (``advrl train ... seed=a,b --vectorize``); each member keeps its own folder, so the sweep
+    resumes, compares and reports them as runs. Offered to the executors as one run.
+
+    A group whose members all start fresh (or all resume) trains them together; a mixed group
+    (some members started alone, fine-tuning phases) trains its members one by one."""
+
+    members: list[SweepRun]
+
+    def __post_init__(self):
+        self._phase: list[SweepRun] = []  # the members the phase of the last phase_args() trains
+
+    @property
+    def run_dir(self) -> Path:
+        return self.members[0].run_dir
+
+    @property
+    def name(self) -> str:
+        return f"{self.members[0].name}+{len(self.members) - 1}" if len(self.members) > 1 else self.members[0].name
+
+    @property
+    def log(self) -> Path:
+        return self.run_dir.parent / f"{self.name}.log"
+
+    def finished(self) -> bool:
+        return all(m.finished() for m in self.members)
+
+    def phase_args(self) -> list[str]:
+        from advrl.learner.rundir import resumable
+
+        waiting = [m for m in self.members if not m.offline_done()]
+        started = [m for m in waiting if resumable(m.run_dir)]
+        if len(waiting) > 1 and len(started) in (0, len(waiting)):
+            self._phase = waiting
+            dirs = ["--seed-dirs", *(str(m.run_dir) for m in waiting)]
+            if started:
+                return ["train", *waiting[0].resume_overrides(), "--vectorize", *dirs, "--no-progress"]
+            common = [o for o in waiting[0].overrides if o.partition("=")[0].strip() != "seed"]
+            seeds = "seed=" + ",".join(_seed_of(m) or "0" for m in waiting)
+            return ["train", str(waiting[0].recipe), *common, seeds, "--vectorize", *dirs, "--no-progress"]
+        member = next(m for m in self.members if not m.finished())
+        self._phase = [member]
+        return member.phase_args()
+
+    def command(self) -> list[str]:
+        return CLI + self.phase_args()
+
+    def mark_phase_done(self) -> bool:
+        for member in self._phase:
+            member.mark_phase_done()
+        return self.finished()
+
+    def portable(self) -> SeedGroup:
+        return SeedGroup([m.portable() for m in self.members])
+
+
+def group_seeds(runs: list[SweepRun]) -> list[SweepRun | SeedGroup]:
+    """``runs`` with those differing only in ``seed=`` (same recipe, fine-tuning) as one group each."""
+    groups: dict[tuple, list[SweepRun]] = {}
+    for run in runs:
+        rest = tuple(o for o in run.overrides if o.partition("=")[0].strip() != "seed")
+        groups.setdefault((str(run.recipe), rest, tuple(run.finetune or ()), run.finetune is None), []).append(run)
+    return [members[0] if len(members) == 1 else SeedGroup(members) for members in groups.values()]
+
+
 def plan(recipe: str | Path, overrides: list[str], out: str | Path) -> list[SweepRun]:
     """The sweep's runs, each recipe validated first (a typo fails before anything starts);
     ``out`` keeps a manifest so that the same folder is never reused for other settings."""
@@ -279,28 +350,40 @@ def check_executor(executor: str = "local", **options) -> None:
     _engine(executor, options)
 
 
-def _train(runs: list[SweepRun], engine, on_done) -> list[SweepRun]:
+def _train(runs: list[SweepRun], engine, on_done, vectorize: bool = False) -> list[SweepRun]:
     pending = [run for run in runs if not run.finished()]
     where = f"{engine.workers} at a time" if engine.name == "local" else f"on {engine.name}"
-    print(f"{len(runs) - len(pending)} of {len(runs)} runs finished; {len(pending)} to go, {where}", flush=True)
-    return engine.run(pending, on_done) if pending else []
+    jobs = group_seeds(pending) if vectorize else pending
+    grouped = f" in {len(jobs)} jobs (seeds vectorised)" if len(jobs) != len(pending) else ""
+    print(f"{len(runs) - len(pending)} of {len(runs)} runs finished; {len(pending)} to go{grouped}, {where}", flush=True)
+    if not grouped:
+        return engine.run(pending, on_done) if pending else []
+
+    def members_done(job) -> None:
+        for member in getattr(job, "members", [job]):
+            if on_done is not None:
+                on_done(member)
+
+    failed = engine.run(jobs, members_done)
+    return [member for job in failed for member in getattr(job, "members", [job])]
 
 
 def execute(runs: list[SweepRun], executor: str = "local", on_done: Callable[[SweepRun], None] | None = None,
-            **options) -> list[SweepRun]:
+            vectorize: bool = False, **options) -> list[SweepRun]:
     """Train every unfinished run of ``runs`` (any recipes, fine-tuning phases) with ``executor``
     (options: :class:`advrl.executors.Options`); ``on_done`` is called here for each run that
-    finishes. Returns the failed runs."""
-    return _train(runs, _engine(executor, options), on_done)
+    finishes. ``vectorize``: runs differing only in their seed train as one job (see
+    :class:`SeedGroup`). Returns the failed runs."""
+    return _train(runs, _engine(executor, options), on_done, vectorize)
 
 
 def sweep(recipe: str | Path, overrides: list[str], out: str | Path, workers: int | None = None,
-          executor: str = "local", **options) -> list[SweepRun]:
+          executor: str = "local", vectorize: bool = False, **options) -> list[SweepRun]:
     """Train every unfinished run of the grid; returns the failed runs. ``options``:
     ``cpus_per_run``, ``gpus_per_run``, ``ray_address``, ``max_retries``, ``slurm`` (a list of
-    ``KEY=VALUE``), as the command's flags."""
+    ``KEY=VALUE``), as the command's flags; ``vectorize`` trains each point's seeds as one job."""
     engine = _engine(executor, {"workers": workers, **options})
-    return _train(plan(recipe, overrides, out), engine, None)
+    return _train(plan(recipe, overrides, out), engine, None, vectorize)
 
 
 class _CallableModule(types.ModuleType):

@@ -107,3 +107,28 @@ def test_a_resumed_run_carries_the_overrides_a_resume_applies(tmp_path):
     (run.run_dir / "checkpoints" / "last.pt").write_bytes(b"")
     # train.steps raised in a study resumes the run to it; the rest is the run's saved recipe
     assert run.command()[3:] == ["train", "--resume", str(run.run_dir), "train.steps=40", "eval.every=20", "--no-progress"]
+
+
+def test_a_vectorised_sweep_trains_each_points_seeds_as_one_job_and_resumes_them_together(
+        tmp_path, minari_root, tiny_overrides, capsys):
+    from advrl.learner.checkpoint import safe_load
+
+    out = tmp_path / "grid"
+    grid = ["components.constraint.weight=1.0,2.0", "seed=0,1", "eval.episodes=0", "eval.final_episodes=0"]
+    command = ["sweep", str(RECIPES / "td3bc.yaml"), *tiny_overrides, *grid, "--out", str(out), "--workers", "1", "--vectorize"]
+    assert main(command) == 0
+    text = capsys.readouterr().out
+    assert "0 of 4 runs finished; 4 to go in 2 jobs (seeds vectorised)" in text
+    starts = [line for line in text.splitlines() if line.startswith("start ")]
+    assert len(starts) == 2 and all("seed=0,1 --vectorize --seed-dirs" in line for line in starts)
+    runs = sorted(p for p in out.iterdir() if p.is_dir())
+    assert [p.name for p in runs] == [f"components.constraint.weight={w},seed={s}" for w in ("1.0", "2.0") for s in (0, 1)]
+    assert all((p / "DONE").exists() and safe_load(p / "checkpoints" / "last.pt")["step"] == 20 for p in runs)
+    # runs interrupted after their last checkpoint (no DONE): each group's seeds resume together
+    for p in runs:
+        (p / "DONE").unlink()
+    assert main(command) == 0
+    starts = [line for line in capsys.readouterr().out.splitlines() if line.startswith("start ")]
+    assert len(starts) == 2 and all(line.split(": ", 1)[1].startswith("train train.steps=20 ") and " --vectorize --seed-dirs " in line
+                                  and "--resume" not in line for line in starts)
+    assert all((p / "DONE").exists() and safe_load(p / "checkpoints" / "last.pt")["step"] == 20 for p in runs)

@@ -167,14 +167,15 @@ def seed_run_dirs(recipe: DictConfig, seeds: Sequence[int], run_dir: str | Path 
 
 
 def train_seeds(recipe, seeds: Sequence[int], overrides=(), run_dir: str | Path | None = None,
-                progress: bool = True) -> list[RunResult]:
+                progress: bool = True, run_dirs: Sequence[str | Path] | None = None) -> list[RunResult]:
     """Train ``recipe`` (a path or a loaded DictConfig) once per seed, the seeds vectorised in
-    this process; each seed's run goes to ``run_dir/seed<k>`` and is a run of its own."""
+    this process; each seed's run goes to ``run_dir/seed<k>`` (or ``run_dirs``, one per seed)
+    and is a run of its own."""
     seeds = [int(seed) for seed in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise RecipeError(f"vectorised seeds must be distinct and at least one (got {seeds}).")
     recipes = [_seed_recipe(recipe, overrides, seed) for seed in seeds]
-    run_dirs = seed_run_dirs(recipes[0], seeds, run_dir)
+    run_dirs = [Path(path) for path in run_dirs] if run_dirs else seed_run_dirs(recipes[0], seeds, run_dir)
     with contextlib.ExitStack() as claims:
         starts = [claims.enter_context(rundir.new_run(path, Trainer.run_kind, Trainer.resume_hint)) for path in run_dirs]
         trainer = VectorizedTrainer(recipes, run_dirs, resume=False, progress=progress)
