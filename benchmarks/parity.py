@@ -1,0 +1,169 @@
+"""Learning parity of bf16 against fp32 with vectorised seeds (issue: fast training, item 6).
+
+Each configuration is one ``advrl train RECIPE seed=0,...,K-1 --vectorize`` command, trained
+once in fp32 and once with ``train.precision=bf16``, on ``advrl/hopper/random-medium-expert-v0``.
+``run`` trains the commands in two queues, one per core (``OMP_NUM_THREADS=1`` each, the two
+queues balanced by the measured seed-steps/s); ``report`` reads the runs' records and writes
+the per-seed curves side by side (PNG), a table of final and last-3 scores per seed, and
+whether bf16 moved the outcome beyond the seeds' spread (the difference of the means against
+a bootstrap interval over the seeds).
+
+    python benchmarks/parity.py run --out /tmp/parity            # ~95 min on both cores at the sizes below
+    python benchmarks/parity.py report /tmp/parity --png benchmarks/results/parity.png
+
+Sizes (steps, seeds) are in CONFIGS; the records to keep (metrics, recipe: a few kB per run)
+are copied next to the PNG by ``report --keep DIR``; checkpoints stay where they were trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASET = "advrl/hopper/random-medium-expert-v0"
+EVAL = ["eval.every=10000", "eval.episodes=5", "eval.final_episodes=10", "eval.last_n=3"]
+# name -> (recipe, seeds, steps); queue 0 or 1 by the measured cost (seed-steps / seed-steps per s)
+CONFIGS = {
+    "td3bc": ("recipes/td3bc.yaml", 5, 50_000),
+    "iql": ("recipes/iql.yaml", 5, 50_000),
+    "a2pr": ("recipes/a2pr.yaml", 3, 12_000),
+}
+QUEUES = (
+    [("a2pr", "fp32"), ("td3bc", "bf16"), ("iql", "bf16")],
+    [("a2pr", "bf16"), ("td3bc", "fp32"), ("iql", "fp32")],
+)
+
+
+def command(name: str, precision: str, out: Path) -> list[str]:
+    recipe, seeds, steps = CONFIGS[name]
+    return [sys.executable, "-m", "advrl.cli", "train", str(ROOT / recipe), f"dataset.id={DATASET}",
+            f"train.steps={steps}", f"train.precision={precision}", *EVAL,
+            "seed=" + ",".join(map(str, range(seeds))), "--vectorize", "--run-dir", str(out / f"{name}-{precision}"),
+            "--no-progress"]
+
+
+def run(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    scripts = []
+    for queue in QUEUES:  # each queue one shell: its commands one after the other
+        lines = [" ".join(map(str, command(name, precision, out))) + f" > {out}/{name}-{precision}.log 2>&1"
+                 for name, precision in queue]
+        scripts.append(subprocess.Popen(["bash", "-c", " && ".join(lines)], env=env))
+    codes = [p.wait() for p in scripts]
+    if any(codes):
+        raise SystemExit(f"a queue failed (exit codes {codes}); see the logs in {out}")
+
+
+def read_seed(run_dir: Path) -> dict:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    evals = [(r["step"], r["score_mean"]) for r in rows if r["kind"] == "eval"]
+    final = next((r for r in rows if r["kind"] == "final_eval"), None)
+    return {"curve": evals, "final": final["score_mean"] if final else None,
+            "last3": final.get("last_n_score_mean") if final else float(np.mean([s for _, s in evals[-3:]]))}
+
+
+def read(out: Path) -> dict[str, dict[str, dict[int, dict]]]:
+    """name -> precision -> seed -> records."""
+    results: dict = {}
+    for name in CONFIGS:
+        for precision in ("fp32", "bf16"):
+            group = out / f"{name}-{precision}"
+            seeds = sorted(group.glob("seed*"), key=lambda p: int(p.name[4:])) if group.is_dir() else []
+            results.setdefault(name, {})[precision] = {int(p.name[4:]): read_seed(p) for p in seeds if (p / "metrics.jsonl").exists()}
+    return results
+
+
+def verdict(fp32: list[float], bf16: list[float], reps: int = 4000) -> str:
+    """bf16 - fp32 difference of the mean scores with a 95 % bootstrap interval (the seeds of each
+    precision resampled on their own); an interval holding 0 is within the seeds' noise."""
+    rng = np.random.default_rng(0)
+    draws = [rng.choice(np.asarray(x), size=(reps, len(x))).mean(1) for x in (fp32, bf16)]
+    low, high = np.percentile(draws[1] - draws[0], [2.5, 97.5])
+    delta = float(np.mean(bf16) - np.mean(fp32))
+    return f"{delta:+.1f} [{low:+.1f}, {high:+.1f}] " + ("(within seed noise)" if low <= 0.0 <= high else "(beyond seed noise)")
+
+
+def table(results: dict) -> str:
+    lines = ["| algorithm | seeds x steps | precision | final score per seed (10 episodes) | mean | last-3 mean per seed | mean |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    verdicts = []
+    for name, by_precision in results.items():
+        _, seeds, steps = CONFIGS[name]
+        finals = {}
+        for precision, by_seed in by_precision.items():
+            if not by_seed:
+                continue
+            final = [r["final"] for r in by_seed.values() if r["final"] is not None]
+            last3 = [r["last3"] for r in by_seed.values()]
+            finals[precision] = (final, last3)
+            lines.append(f"| {name} | {seeds} x {steps // 1000}k | {precision} | {', '.join(f'{v:.1f}' for v in final)} | "
+                         f"{np.mean(final):.1f} ± {np.std(final):.1f} | {', '.join(f'{v:.1f}' for v in last3)} | "
+                         f"{np.mean(last3):.1f} ± {np.std(last3):.1f} |")
+        if len(finals) == 2 and all(finals[p][0] for p in finals):
+            verdicts.append(f"- {name}: bf16 - fp32, final {verdict(finals['fp32'][0], finals['bf16'][0])}; "
+                            f"last-3 {verdict(finals['fp32'][1], finals['bf16'][1])}")
+    return "\n".join(lines + [""] + verdicts)
+
+
+def plot(results: dict, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.6), squeeze=False)
+    for ax, (name, by_precision) in zip(axes[0], results.items()):
+        for precision, style in (("fp32", "-"), ("bf16", "--")):
+            for i, (seed, record) in enumerate(sorted(by_precision.get(precision, {}).items())):
+                steps, scores = zip(*record["curve"]) if record["curve"] else ((), ())
+                ax.plot(steps, scores, style, color=f"C{i}", label=f"{precision} seed {seed}" if i < 5 else None)
+        ax.set_title(f"{name} on {DATASET.split('/')[1]} random-medium-expert")
+        ax.set_xlabel("gradient step")
+        ax.set_ylabel("normalised score")
+    axes[0][0].legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(png, dpi=90)
+
+
+def keep(out: Path, folder: Path) -> None:
+    """The records worth committing (metrics and recipe of each seed; no checkpoints)."""
+    for run_dir in out.glob("*-*/seed*"):
+        target = folder / run_dir.parent.name / run_dir.name
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("metrics.jsonl", "recipe.yaml", "software.json"):
+            if (run_dir / name).exists():
+                shutil.copy2(run_dir / name, target / name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    running = sub.add_parser("run", help="train every configuration in fp32 and bf16")
+    running.add_argument("--out", type=Path, required=True)
+    reporting = sub.add_parser("report", help="table, bf16 verdict and per-seed curves of the runs in OUT")
+    reporting.add_argument("out", type=Path)
+    reporting.add_argument("--png", type=Path)
+    reporting.add_argument("--keep", type=Path, help="copy each seed's records (no checkpoints) here")
+    args = parser.parse_args()
+    if args.command == "run":
+        run(args.out)
+        return
+    results = read(args.out)
+    print(table(results))
+    if args.png:
+        plot(results, args.png)
+    if args.keep:
+        keep(args.out, args.keep)
+
+
+if __name__ == "__main__":
+    main()
