@@ -42,16 +42,17 @@ class WatchHost(TorchDispatchMode):
     """Raise at the first op that reads a value back to the host or (``cpu_ok`` False) outputs
     a CPU tensor."""
 
-    def __init__(self, cpu_ok: bool = False):
+    def __init__(self, cpu_ok: bool = False, cpu_scalars_ok: bool = False):
         super().__init__()
-        self.cpu_ok = cpu_ok
+        self.cpu_ok, self.cpu_scalars_ok = cpu_ok, cpu_scalars_ok
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.__name__.split(".")[0]
         if name in ("_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique2"):
             raise HostSyncError(f"host synchronisation in the step: aten.{name} (.item(), bool(t) or a data-dependent shape)")
         out = func(*args, **(kwargs or {}))
-        cpu = [] if self.cpu_ok else [t for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.device.type == "cpu"]
+        cpu = [] if self.cpu_ok else [t for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.device.type == "cpu"
+                                      and not (self.cpu_scalars_ok and t.dim() == 0)]
         if cpu:
             raise HostSyncError(f"aten.{name} made a tensor on the CPU (shape {list(cpu[0].shape)}) inside the step")
         return out
@@ -89,8 +90,9 @@ def tiny(recipe_name: str, extra: list[str]) -> list[str]:
     return overrides
 
 
-def meta_setup(recipe_name: str, extra: list[str] = (), device: torch.device = META):
-    """Components prepared on the CPU (pre-training needs data), then moved with the data to ``device``."""
+def prepared_components(recipe_name: str, extra: list[str] = (), device: torch.device = META):
+    """The recipe, its components prepared on the CPU (pre-training needs data) and moved to
+    ``device``, and the data there."""
     recipe = load_recipe(RECIPES / f"{recipe_name}.yaml", tiny(recipe_name, list(extra)), dataset_facts=vars(SPEC))
     info = DatasetInfo("synthetic/meta-v0", SPEC.obs_dim, SPEC.action_dim, SPEC.max_action, SIZE, SIZE // 32, None, None, None)
     normalizer = ObservationNormalizer(torch.zeros(SPEC.obs_dim), torch.ones(SPEC.obs_dim))
@@ -101,15 +103,37 @@ def meta_setup(recipe_name: str, extra: list[str] = (), device: torch.device = M
         component.prepare(cpu_data, {"seed": 0, "device": torch.device("cpu")})
     for component in components.values():
         component.to(device)
-    data = OfflineData(transitions().to(device), info, normalizer)
+    return recipe, components, OfflineData(transitions().to(device), info, normalizer)
+
+
+def meta_setup(recipe_name: str, extra: list[str] = (), device: torch.device = META):
+    recipe, components, data = prepared_components(recipe_name, extra, device)
     updates, reads = build_updates(recipe, components, device)
     data.select(sorted(reads))
     return data, updates
 
 
-def run_steps(data: OfflineData, updates, steps: int = 4, cpu_ok: bool = False) -> set[str]:
+def vectorised_meta_setup(recipe_name: str, extra: list[str] = (), replicas: int = 2):
+    """``replicas`` seeds stacked on ``meta`` as ``advrl train --vectorize`` stacks them. meta has
+    no generators, so the replicas draw from the default one (None): checked here is where
+    tensors live and that nothing syncs; the streams are tests/learner/test_vectorized.py's."""
+    from advrl.learner.replicas import ReplicaStack
+
+    built = []
+    for seed in range(replicas):
+        torch.manual_seed(seed)
+        recipe, components, data = prepared_components(recipe_name, extra)
+        built.append(components)
+    stack = ReplicaStack(built, [None] * replicas, list(range(replicas)))
+    updates, reads = build_updates(recipe, stack.components, META, replicas=stack)
+    data.select(sorted(reads))
+    return data, updates, stack
+
+
+def run_steps(data: OfflineData, updates, steps: int = 4, cpu_ok: bool = False, generators=None) -> set[str]:
     """Steps 1..steps as the trainer's loop runs them (non-logging); then each update that was
-    not due yet once more at its first due step. Returns the names of the updates run."""
+    not due yet once more at its first due step. Returns the names of the updates run.
+    ``generators``: one per vectorised seed (batches ``[K, B]``)."""
     step_tensor = torch.zeros((), dtype=torch.long, device=data.device)
     ran = set()
     plan = [(step, [u for u in updates if u.active(step)]) for step in range(1, steps + 1)]
@@ -118,9 +142,11 @@ def run_steps(data: OfflineData, updates, steps: int = 4, cpu_ok: bool = False) 
             first = next(s for s in range(1, 10**7) if update.active(s))
             plan += [(first, [update]), (first + update.every, [update])]
     for step, due in plan:
-        with WatchHost(cpu_ok):
+        # vmap turns Python numbers (``alpha / q``) into 0-dim CPU tensors; a CUDA kernel takes
+        # those as arguments, read on the host, without a copy or a device sync
+        with WatchHost(cpu_ok, cpu_scalars_ok=generators is not None):
             step_tensor.fill_(step)
-            batch = data.sample(BATCH)
+            batch = data.sample(BATCH) if generators is None else data.sample_replicas(BATCH, generators)
             for update in due:
                 update.run(batch, step, step_tensor)
         ran.update(u.name for u in due)
@@ -139,6 +165,15 @@ def test_every_recipe_steps_on_the_device_without_host_syncs(recipe_name, precis
     assert run_steps(data, updates) == {u.name for u in updates}  # every update ran
     params = [p for u in updates for g in u.groups for p in g.params]
     assert params and all(p.device == META for p in params)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("recipe_name", OFFLINE_RECIPES)
+def test_every_recipe_steps_vectorised_on_the_device_without_host_syncs(recipe_name, precision):
+    data, updates, stack = vectorised_meta_setup(recipe_name, [f"train.precision={precision}"])
+    assert run_steps(data, updates, generators=stack.generators) == {u.name for u in updates}
+    params = [p for u in updates for g in u.groups for p in g.params]
+    assert params and all(p.device == META and p.shape[0] == stack.size for p in params)
 
 
 @pytest.mark.parametrize("recipe_name", OFFLINE_RECIPES)
@@ -212,3 +247,4 @@ def test_a_sync_inside_bf16_autocast_on_the_cpu_is_caught(monkeypatch):
     data, updates = meta_setup("bc", ["train.precision=bf16", "components.constraint.name=test_syncing_bc"], torch.device("cpu"))
     with pytest.raises(HostSyncError, match="host synchronisation"):
         run_steps(data, updates, cpu_ok=True)
+
