@@ -88,7 +88,51 @@ def make_policy(actor, normalizer: ObservationNormalizer, device: torch.device, 
     return policy
 
 
-class Trainer:
+class TrainingLoop:
+    """The step loop of one run (``Trainer``) and of a group of vectorised seeds
+    (``VectorizedTrainer``): batches, due updates, logging, evaluation, checkpoints; what each
+    part does is the subclass's."""
+
+    def fit(self):
+        from tqdm.auto import tqdm
+
+        cfg = self.recipe.train
+        total, batch_size, log_every, ckpt_every = self.total_steps, cfg.batch_size, cfg.log_every, cfg.checkpoint_every
+        eval_every = self.recipe.eval.every if self._evaluates() else 0
+        step_tensor = torch.zeros((), dtype=torch.long, device=self.device)
+        bar = tqdm(total=total, initial=self.step, disable=not self.progress, dynamic_ncols=True, desc=self._description())
+        last_time, last_step = time.perf_counter(), self.step
+        self._clear_error()
+        try:
+            while self.step < total:
+                self.step += 1
+                step = self.step
+                step_tensor.fill_(step)
+                logging = step % log_every == 0 or step == total
+                scalars = self._train_step(step, step_tensor, batch_size, logging)
+                if logging and scalars:
+                    for update in self.updates:
+                        update.check_finite()
+                    now = time.perf_counter()
+                    self._log_train(step, scalars, (step - last_step) / max(now - last_time, 1e-9), bar)
+                    last_time, last_step = now, step
+                if eval_every and (step % eval_every == 0 or step == total):
+                    self._evaluate_all(step, bar)
+                    last_time = time.perf_counter()  # keep evaluation out of steps/s
+                if step % ckpt_every == 0 or step == total:
+                    self.save()
+                bar.update(1)
+            self._final_evaluation()
+        except Exception as err:  # not KeyboardInterrupt/SystemExit (SIGTERM kills): those are interruptions
+            self._record_error(err)
+            raise
+        finally:
+            bar.close()
+            self._close_records()
+        return self._result()
+
+
+class Trainer(TrainingLoop):
     run_kind, resume_hint = "train", "advrl train --resume"  # the mark's kind; the command that continues such a run
 
     def __init__(self, recipe: DictConfig, run_dir: Path, resume: bool = False, progress: bool = True):
@@ -304,47 +348,31 @@ class Trainer:
                     scalars.update(out)
         return scalars
 
-    def fit(self) -> RunResult:
-        from tqdm.auto import tqdm
+    # ---- the loop's parts (see TrainingLoop) ------------------------------------------------
+    def _description(self) -> str:
+        return str(self.recipe.name)
 
-        cfg = self.recipe.train
-        total, batch_size, log_every, ckpt_every = self.total_steps, cfg.batch_size, cfg.log_every, cfg.checkpoint_every
-        eval_every = self.recipe.eval.every if self.env_factory is not None else 0
-        step_tensor = torch.zeros((), dtype=torch.long, device=self.device)
-        bar = tqdm(total=total, initial=self.step, disable=not self.progress, dynamic_ncols=True, desc=str(self.recipe.name))
-        last_time, last_step = time.perf_counter(), self.step
+    def _evaluates(self) -> bool:
+        return self.env_factory is not None
+
+    def _clear_error(self) -> None:
         (self.run_dir / ERROR_FILE).unlink(missing_ok=True)  # resumed: it is not failed any more
-        try:
-            while self.step < total:
-                self.step += 1
-                step = self.step
-                step_tensor.fill_(step)
-                logging = step % log_every == 0 or step == total
-                scalars = self._train_step(step, step_tensor, batch_size, logging)
-                if logging and scalars:
-                    for update in self.updates:
-                        update.check_finite()
-                    values = dict(zip(scalars, torch.stack([v.detach().float() for v in scalars.values()]).tolist()))
-                    now = time.perf_counter()
-                    values["steps_per_s"] = (step - last_step) / max(now - last_time, 1e-9)
-                    last_time, last_step = now, step
-                    self.logger.log("train", step, values)
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k.startswith("loss_")}, refresh=False)
-                if eval_every and (step % eval_every == 0 or step == total):
-                    result = self.evaluate_and_record(step)
-                    shown = result.get("score_mean", result["return_mean"])
-                    bar.set_postfix_str(f"eval {'score' if 'score_mean' in result else 'return'} {shown:.1f}", refresh=False)
-                    last_time = time.perf_counter()  # keep evaluation out of steps/s
-                if step % ckpt_every == 0 or step == total:
-                    self.save()
-                bar.update(1)
-            self._final_evaluation()
-        except Exception as err:  # not KeyboardInterrupt/SystemExit (SIGTERM kills): those are interruptions
-            self._record_error(err)
-            raise
-        finally:
-            bar.close()
-            self.logger.close()
+
+    def _log_train(self, step: int, scalars: dict[str, torch.Tensor], steps_per_s: float, bar) -> None:
+        values = dict(zip(scalars, torch.stack([v.detach().float() for v in scalars.values()]).tolist()))
+        values["steps_per_s"] = steps_per_s
+        self.logger.log("train", step, values)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k.startswith("loss_")}, refresh=False)
+
+    def _evaluate_all(self, step: int, bar) -> None:
+        result = self.evaluate_and_record(step)
+        shown = result.get("score_mean", result["return_mean"])
+        bar.set_postfix_str(f"eval {'score' if 'score_mean' in result else 'return'} {shown:.1f}", refresh=False)
+
+    def _close_records(self) -> None:
+        self.logger.close()
+
+    def _result(self) -> RunResult:
         final = self.evaluations[-1] if self.evaluations else {}
         return RunResult(self.run_dir, self.step, final.get("score_mean"), final.get("return_mean"), list(self.evaluations),
                          self.final_evaluation)

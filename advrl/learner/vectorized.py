@@ -18,13 +18,12 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from advrl.compare import ERROR_FILE
 from advrl.device import generator_like_global, with_generator_state
 from advrl.learner import rundir
 from advrl.learner.assembly import build_updates
 from advrl.learner.checkpoint import run_lock
 from advrl.learner.replicas import OPTIMIZER_SHARED, ReplicaStack, stack_states
-from advrl.learner.trainer import RECIPE_FILE, RunResult, Trainer, check_resume_overrides
+from advrl.learner.trainer import RECIPE_FILE, RunResult, Trainer, TrainingLoop, check_resume_overrides
 from advrl.recipe import RecipeError, apply_overrides, load_recipe, validate
 
 
@@ -44,7 +43,10 @@ class ReplicaTrainer(Trainer):
         return with_generator_state(super()._rng_state(), self.generator)
 
 
-class VectorizedTrainer:
+class VectorizedTrainer(TrainingLoop):
+    """K seeds of one recipe in lockstep: ``ReplicaTrainer`` s for everything a run is, one
+    ``ReplicaStack`` for the steps."""
+
     def __init__(self, recipes: Sequence[DictConfig], run_dirs: Sequence[Path], resume: bool = False,
                  progress: bool = True):
         self.progress = progress
@@ -89,14 +91,7 @@ class VectorizedTrainer:
         for k in range(len(self.replicas)):
             self._sync(k).save()
 
-    def _log_train(self, step: int, scalars: dict[str, torch.Tensor], steps_per_s: float) -> None:
-        for update in self.updates:
-            update.check_finite()
-        values = torch.stack([v.detach().float() for v in scalars.values()]).T.tolist()  # [K][n]
-        for replica, row in zip(self.replicas, values):
-            replica.logger.log("train", step, {**dict(zip(scalars, row)), "steps_per_s": steps_per_s})
-
-    # ---- the loop --------------------------------------------------------------------------
+    # ---- the loop's parts (see TrainingLoop) ------------------------------------------------
     def _train_step(self, step: int, step_tensor: torch.Tensor, batch_size: int, logging: bool) -> dict:
         batch = self.data.sample_replicas(batch_size, self.stack.generators)
         scalars: dict[str, torch.Tensor] = {}
@@ -107,54 +102,40 @@ class VectorizedTrainer:
                     scalars.update(out)
         return scalars
 
-    def fit(self) -> list[RunResult]:
-        from tqdm.auto import tqdm
+    def _description(self) -> str:
+        return f"{self.recipe.name} seeds {','.join(str(r.recipe.seed) for r in self.replicas)}"
 
-        cfg, total = self.recipe.train, self.total_steps
-        eval_every = self.recipe.eval.every if self.replicas[0].env_factory is not None else 0
-        step_tensor = torch.zeros((), dtype=torch.long, device=self.device)
-        seeds = ",".join(str(r.recipe.seed) for r in self.replicas)
-        bar = tqdm(total=total, initial=self.step, disable=not self.progress, dynamic_ncols=True,
-                   desc=f"{self.recipe.name} seeds {seeds}")
-        last_time, last_step = time.perf_counter(), self.step
+    def _evaluates(self) -> bool:
+        return self.replicas[0]._evaluates()
+
+    def _clear_error(self) -> None:
         for replica in self.replicas:
-            (replica.run_dir / ERROR_FILE).unlink(missing_ok=True)
-        try:
-            while self.step < total:
-                self.step += 1
-                step = self.step
-                step_tensor.fill_(step)
-                logging = step % cfg.log_every == 0 or step == total
-                scalars = self._train_step(step, step_tensor, cfg.batch_size, logging)
-                if logging and scalars:
-                    now = time.perf_counter()
-                    self._log_train(step, scalars, (step - last_step) / max(now - last_time, 1e-9))
-                    last_time, last_step = now, step
-                if eval_every and (step % eval_every == 0 or step == total):
-                    for k in range(len(self.replicas)):
-                        self._sync(k).evaluate_and_record(step)
-                    last_time = time.perf_counter()
-                if step % cfg.checkpoint_every == 0 or step == total:
-                    self.save()
-                bar.update(1)
-            for k in range(len(self.replicas)):
-                self._sync(k)._final_evaluation()
-        except Exception as err:
-            for replica in self.replicas:
-                replica.step = self.step
-                replica._record_error(err)
-            raise
-        finally:
-            bar.close()
-            for replica in self.replicas:
-                replica.logger.close()
-        return [_result(r) for r in self.replicas]
+            replica._clear_error()
 
+    def _log_train(self, step: int, scalars: dict[str, torch.Tensor], steps_per_s: float, bar) -> None:
+        values = torch.stack([v.detach().float() for v in scalars.values()]).T.tolist()  # [K][n]
+        for replica, row in zip(self.replicas, values):  # steps/s: the group's steps (each a step of every seed)
+            replica.logger.log("train", step, {**dict(zip(scalars, row)), "steps_per_s": steps_per_s})
 
-def _result(replica: ReplicaTrainer) -> RunResult:
-    final = replica.evaluations[-1] if replica.evaluations else {}
-    return RunResult(replica.run_dir, replica.step, final.get("score_mean"), final.get("return_mean"),
-                     list(replica.evaluations), replica.final_evaluation)
+    def _evaluate_all(self, step: int, bar) -> None:
+        for k in range(len(self.replicas)):
+            self._sync(k).evaluate_and_record(step)
+
+    def _final_evaluation(self) -> None:
+        for k in range(len(self.replicas)):
+            self._sync(k)._final_evaluation()
+
+    def _record_error(self, err: Exception) -> None:
+        for replica in self.replicas:
+            replica.step = self.step
+            replica._record_error(err)
+
+    def _close_records(self) -> None:
+        for replica in self.replicas:
+            replica._close_records()
+
+    def _result(self) -> list[RunResult]:
+        return [replica._result() for replica in self.replicas]
 
 
 def seed_run_dirs(recipe: DictConfig, seeds: Sequence[int], run_dir: str | Path | None) -> list[Path]:
