@@ -8,8 +8,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import advrl
 from advrl.cli import main as cli
@@ -202,3 +204,17 @@ class GlobalNoiseBC(Component):
     def compute(self, td, step):
         jitter = torch.randn_like(td["action"]) * 0.01  # should be advrl.noise.randn_like
         return {"loss_bc": ((td["policy_action"] - td["action"] - jitter) ** 2).mean()}
+
+
+def test_a_replica_is_fine_tuned_and_evaluated_like_a_single_run(minari_root, tiny_overrides, tmp_path):
+    from advrl.learner.finetune import finetune
+
+    overrides = [*small("ssar_td3bc", tiny_overrides), "components.threshold.period=10"]
+    advrl.train_seeds(PACKAGED / "ssar_td3bc.yaml", [0, 1], overrides, run_dir=tmp_path / "group", progress=False)
+    online = ["online.steps=30", "online.learning_starts=10", "online.anneal_steps=20", "eval.every=30", "eval.episodes=1",
+              "eval.final_episodes=1", "train.log_every=10", "train.checkpoint_every=30", "train.batch_size=16"]
+    result = finetune(tmp_path / "group" / "seed1", online, progress=False)
+    assert result.steps == 30 and result.final_return is not None
+    assert OmegaConf.load(tmp_path / "group" / "seed1" / "finetune" / "recipe.yaml").seed == 1
+    run = advrl.load_run(tmp_path / "group" / "seed0")
+    assert run.step == 20 and run.policy(np.zeros(run.info.obs_dim, dtype=np.float32)).shape == (run.info.action_dim,)
