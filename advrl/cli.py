@@ -54,6 +54,11 @@ def cmd_train(args) -> int:
 
     if args.vectorize:
         return _train_vectorized(args)
+    several = [o for o in args.overrides if o.partition("=")[0].strip() == "seed" and "," in o]
+    if several:
+        print(f"advrl: error: {several[0]} lists several seeds: add --vectorize to train them together in this process, "
+              "or use advrl sweep (one run each).", file=sys.stderr)
+        return 2
     if args.resume:
         # `--resume RUN train.steps=N`: argparse hands the first override to the recipe argument
         overrides = [args.recipe, *args.overrides] if args.recipe else list(args.overrides)

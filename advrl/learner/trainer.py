@@ -131,6 +131,17 @@ class TrainingLoop:
             self._close_records()
         return self._result()
 
+    def _train_step(self, step: int, step_tensor: torch.Tensor, batch_size: int, logging: bool) -> dict:
+        """One gradient step: a batch, then every update that is due; scalars on logging steps."""
+        batch = self._batch(batch_size)
+        scalars: dict[str, torch.Tensor] = {}
+        for update in self.updates:
+            if update.active(step):
+                out = update.run(batch, step, step_tensor)
+                if logging:
+                    scalars.update(out)
+        return scalars
+
 
 class Trainer(TrainingLoop):
     run_kind, resume_hint = "train", "advrl train --resume"  # the mark's kind; the command that continues such a run
@@ -337,16 +348,8 @@ class Trainer(TrainingLoop):
     def total_steps(self) -> int:
         return int(self.recipe.train.steps)
 
-    def _train_step(self, step: int, step_tensor: torch.Tensor, batch_size: int, logging: bool) -> dict:
-        """One gradient step: a batch, then every update that is due; scalars on logging steps."""
-        batch = self.data.sample(batch_size)
-        scalars: dict[str, torch.Tensor] = {}
-        for update in self.updates:
-            if update.active(step):
-                out = update.run(batch, step, step_tensor)
-                if logging:
-                    scalars.update(out)
-        return scalars
+    def _batch(self, batch_size: int):
+        return self.data.sample(batch_size)
 
     # ---- the loop's parts (see TrainingLoop) ------------------------------------------------
     def _description(self) -> str:

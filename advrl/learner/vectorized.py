@@ -92,15 +92,8 @@ class VectorizedTrainer(TrainingLoop):
             self._sync(k).save()
 
     # ---- the loop's parts (see TrainingLoop) ------------------------------------------------
-    def _train_step(self, step: int, step_tensor: torch.Tensor, batch_size: int, logging: bool) -> dict:
-        batch = self.data.sample_replicas(batch_size, self.stack.generators)
-        scalars: dict[str, torch.Tensor] = {}
-        for update in self.updates:
-            if update.active(step):
-                out = update.run(batch, step, step_tensor)
-                if logging:
-                    scalars.update(out)
-        return scalars
+    def _batch(self, batch_size: int):
+        return self.data.sample_replicas(batch_size, self.stack.generators)
 
     def _description(self) -> str:
         return f"{self.recipe.name} seeds {','.join(str(r.recipe.seed) for r in self.replicas)}"

@@ -218,3 +218,9 @@ def test_a_replica_is_fine_tuned_and_evaluated_like_a_single_run(minari_root, ti
     assert OmegaConf.load(tmp_path / "group" / "seed1" / "finetune" / "recipe.yaml").seed == 1
     run = advrl.load_run(tmp_path / "group" / "seed0")
     assert run.step == 20 and run.policy(np.zeros(run.info.obs_dim, dtype=np.float32)).shape == (run.info.action_dim,)
+
+
+def test_several_seeds_without_vectorize_are_refused_naming_the_flag(tmp_path, capsys):
+    assert cli(["train", str(PACKAGED / "td3bc.yaml"), "seed=0,1", "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "--vectorize" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
