@@ -8,7 +8,7 @@ the per-seed curves side by side (PNG), a table of final and last-3 scores per s
 whether bf16 moved the outcome beyond the seeds' spread (the difference of the means against
 a bootstrap interval over the seeds).
 
-    python benchmarks/parity.py run --out /tmp/parity            # ~95 min on both cores at the sizes below
+    python benchmarks/parity.py run --out /tmp/parity            # ~75 min of both cores at the sizes below
     python benchmarks/parity.py report /tmp/parity --png benchmarks/results/parity.png
 
 Sizes (steps, seeds) are in CONFIGS; the records to keep (metrics, recipe: a few kB per run)
@@ -29,12 +29,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET = "advrl/hopper/random-medium-expert-v0"
-EVAL = ["eval.every=10000", "eval.episodes=5", "eval.final_episodes=10", "eval.last_n=3"]
-# name -> (recipe, seeds, steps); queue 0 or 1 by the measured cost (seed-steps / seed-steps per s)
+EVAL = ["eval.episodes=5", "eval.final_episodes=10", "eval.last_n=3"]
+# name -> (recipe, seeds, steps, evaluation every); queues balanced by the measured cost
+# (seed-steps / seed-steps per s, benchmarks/RESULTS.md), sized for ~75 min of both cores
 CONFIGS = {
-    "td3bc": ("recipes/td3bc.yaml", 5, 50_000),
-    "iql": ("recipes/iql.yaml", 5, 50_000),
-    "a2pr": ("recipes/a2pr.yaml", 3, 12_000),
+    "td3bc": ("recipes/td3bc.yaml", 5, 30_000, 5_000),
+    "iql": ("recipes/iql.yaml", 5, 30_000, 5_000),
+    "a2pr": ("recipes/a2pr.yaml", 3, 12_000, 10_000),
 }
 QUEUES = (
     [("a2pr", "fp32"), ("td3bc", "bf16"), ("iql", "bf16")],
@@ -43,9 +44,9 @@ QUEUES = (
 
 
 def command(name: str, precision: str, out: Path) -> list[str]:
-    recipe, seeds, steps = CONFIGS[name]
+    recipe, seeds, steps, every = CONFIGS[name]
     return [sys.executable, "-m", "advrl.cli", "train", str(ROOT / recipe), f"dataset.id={DATASET}",
-            f"train.steps={steps}", f"train.precision={precision}", *EVAL,
+            f"train.steps={steps}", f"train.precision={precision}", f"eval.every={every}", *EVAL,
             "seed=" + ",".join(map(str, range(seeds))), "--vectorize", "--run-dir", str(out / f"{name}-{precision}"),
             "--no-progress"]
 
@@ -97,7 +98,7 @@ def table(results: dict) -> str:
              "| --- | --- | --- | --- | --- | --- | --- |"]
     verdicts = []
     for name, by_precision in results.items():
-        _, seeds, steps = CONFIGS[name]
+        _, seeds, steps, _ = CONFIGS[name]
         finals = {}
         for precision, by_seed in by_precision.items():
             if not by_seed:
