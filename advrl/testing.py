@@ -13,7 +13,11 @@ it declares in ``reads``, and checks what a recipe relies on:
 * every declared loss reaches a trainable parameter or a differentiable input (a loss that
   reaches nothing trains nothing), and the losses of a component with parameters of its own
   reach them;
-* the same in float64 (parameters and inputs cast), with float64 outputs.
+* the same in float64 (parameters and inputs cast), with float64 outputs;
+* vectorised seeds (``advrl train --vectorize``) compute what single runs compute: ``compute``
+  run for two seeds at once under ``torch.func.vmap`` gives each seed what it gives alone, so
+  it draws its noise through ``advrl.noise`` (not torch's global generator), reduces only over
+  its own batch and makes no Python decision on a tensor's value.
 
 Use it in a plug-in's tests::
 
@@ -83,6 +87,7 @@ def check_component(kind: str, name: str, spec: DataSpec | None = None, batch_si
     if not component.is_term:
         return ConformanceReport()
     report = _check_compute(component, components, spec, batch_size, torch.float32, seed)
+    _check_vectorised(kind, name, spec, config, batch_size, data, seed)
     for module in components.values():
         module.double()
     _check_compute(component, components, spec, batch_size, torch.float64, seed)
@@ -206,3 +211,41 @@ def _check_gradients(label: str, component, components, td, out) -> dict[str, li
     if own and reaches and not any("_checked" in slots for slots in reaches.values()):
         raise ContractError(f"{label} has trainable parameters, but none of its losses reaches them.")
     return reaches
+
+
+def _check_vectorised(kind: str, name: str, spec: DataSpec, config: dict, batch_size: int, data, seed: int) -> None:
+    """Two seeds at once (stacked as ``advrl train --vectorize`` stacks them) must each compute
+    what that seed computes alone, from the same parameters, batch rows and random stream."""
+    from advrl.learner.replicas import ReplicaStack
+
+    label = f"{kind} {name!r}"
+    replicas = []
+    for k in range(2):
+        torch.manual_seed(seed + k)
+        components = build_with_partners(kind, name, spec, config)
+        if data is not None:
+            components["_checked"].prepare(data, {"seed": seed + k, "device": torch.device("cpu")})
+        replicas.append(components)
+    streams = [torch.Generator().manual_seed(1000 + k) for k in range(2)]
+    start = [g.get_state() for g in streams]
+    batches = [random_batch(replicas[k]["_checked"], spec, batch_size, torch.float32, seed + k) for k in range(2)]
+    stack = ReplicaStack(replicas, streams, [seed, seed + 1])
+    stacked = stack.components["_checked"]
+    try:
+        together = stack.map(lambda td: stacked.compute(td, 1))(torch.stack(batches))
+    except RuntimeError as err:
+        if "randomness" in str(err):
+            raise ContractError(f"{label} draws random numbers from torch's global generator inside compute; draw them "
+                                "through advrl.noise (noise.randn_like(x), noise.rand(...)) so that each vectorised seed "
+                                "has its own stream, as its single run does.") from None
+        raise ContractError(f"{label} cannot run vectorised (torch.func.vmap over seeds): {str(err).splitlines()[0]}. "
+                            "Avoid Python decisions on tensor values (.item(), if tensor) inside compute.") from None
+    for k in range(2):
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(start[k])
+            alone = replicas[k]["_checked"].compute(batches[k], 1)
+        for key, value in alone.items():
+            if not torch.allclose(together[key][k].detach(), value.detach(), rtol=1e-4, atol=1e-5):
+                raise ContractError(f"{label} returns another {key!r} for seed {k} when two seeds run vectorised than "
+                                    "when it runs alone: reduce over the batch dimension only, and keep no per-call "
+                                    "state outside its parameters and buffers.")

@@ -53,7 +53,8 @@ class ReplicaStack:
         _stack_tensors(self._root, [_Root(dict(r)) for r in replicas])
         self._params = dict(self._root.named_parameters())
         self._buffers = dict(self._root.named_buffers())
-        device = next(iter(self._params.values())).device
+        tensors = [*self._params.values(), *self._buffers.values()]
+        device = tensors[0].device if tensors else torch.device("cpu")
         self._token = torch.arange(self.size, device=device)  # replica k is entry k (see advrl.noise)
 
     def map(self, fn: Callable) -> Callable:

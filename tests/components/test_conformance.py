@@ -96,7 +96,25 @@ class Float32Only(_Base):
     writes = ("noise",)
 
     def compute(self, td, step):
-        return {"loss_mistake": self.loss(td), "noise": torch.randn(td["action"].shape[0])}
+        return {"loss_mistake": self.loss(td), "noise": torch.zeros(td["action"].shape[0])}
+
+
+class GlobalNoise(_Base):
+    def compute(self, td, step):
+        jitter = torch.randn_like(td["action"]) * 0.01  # advrl.noise.randn_like would be right
+        return {"loss_mistake": self.config.weight * ((td["policy_action"] - td["action"] - jitter) ** 2).mean()}
+
+
+class UnregisteredState(_Base):
+    """A tensor drawn at construction but kept outside parameters and buffers: vectorised seeds
+    cannot stack it, so every seed would use the first seed's."""
+
+    def __init__(self, config, spec):
+        super().__init__(config, spec)
+        self.scale = torch.rand(())
+
+    def compute(self, td, step):
+        return {"loss_mistake": self.loss(td) * self.scale}
 
 
 class NotFinite(_Base):
@@ -115,6 +133,8 @@ class NotFinite(_Base):
         (IgnoresOwnParameters, "has trainable parameters, but none of its losses reaches them"),
         (Float32Only, "returned 'noise' as torch.float32 from torch.float64 inputs"),
         (NotFinite, "returned non-finite values in 'ratio'"),
+        (GlobalNoise, "draws random numbers from torch's global generator"),
+        (UnregisteredState, "returns another 'loss_mistake' for seed 1 when two seeds run vectorised"),
     ],
 )
 def test_the_kit_names_each_mistake(cls, message, monkeypatch):
