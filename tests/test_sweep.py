@@ -132,3 +132,27 @@ def test_a_vectorised_sweep_trains_each_points_seeds_as_one_job_and_resumes_them
     assert len(starts) == 2 and all(line.split(": ", 1)[1].startswith("train train.steps=20 ") and " --vectorize --seed-dirs " in line
                                   and "--resume" not in line for line in starts)
     assert all((p / "DONE").exists() and safe_load(p / "checkpoints" / "last.pt")["step"] == 20 for p in runs)
+
+
+def test_seed_groups_report_each_member_done_or_failed(tmp_path):
+    """What a study relies on: with --vectorize its callback still sees each run, and the
+    failed runs it gets back are runs, not groups."""
+    runs = [sweep.SweepRun(RECIPES / "bc.yaml", [f"train.steps={s}", f"seed={k}"], tmp_path / f"r{s}{k}")
+            for s in (10, 20) for k in (0, 1)] + [sweep.SweepRun(RECIPES / "bc.yaml", ["seed=5"], tmp_path / "alone")]
+
+    class Engine:  # runs nothing: the first group fails, the rest succeed
+        name, workers = "local", 1
+
+        def run(self, jobs, on_done):
+            self.jobs = jobs
+            for job in jobs[1:]:
+                on_done(job)
+            return jobs[:1]
+
+    engine, done = Engine(), []
+    failed = sweep._train(runs, engine, done.append, vectorize=True)
+    assert [len(getattr(job, "members", [job])) for job in engine.jobs] == [2, 2, 1]
+    assert failed == runs[:2] and done == runs[2:]
+    group = engine.jobs[0]
+    assert group.phase_args()[-6:] == ["seed=0,1", "--vectorize", "--seed-dirs", str(runs[0].run_dir), str(runs[1].run_dir),
+                                       "--no-progress"]
