@@ -201,7 +201,10 @@ class SeedGroup:
 
         waiting = [m for m in self.members if not m.offline_done()]
         started = [m for m in waiting if resumable(m.run_dir)]
-        if len(waiting) > 1 and len(started) in (0, len(waiting)):
+        # resumed together only from one step: a group stopped while it saved its seeds one by one
+        # (or a member resumed alone) has members at different steps, which train on alone
+        together = len(waiting) > 1 and (not started or (len(started) == len(waiting) and _one_step(started)))
+        if together:
             self._phase = waiting
             dirs = ["--seed-dirs", *(str(m.run_dir) for m in waiting)]
             if started:
@@ -223,6 +226,17 @@ class SeedGroup:
 
     def portable(self) -> SeedGroup:
         return SeedGroup([m.portable() for m in self.members])
+
+
+def _one_step(runs: list[SweepRun]) -> bool:
+    """True when every run's newest checkpoint is at the same step (none yet counts as step 0)."""
+    from advrl.learner.checkpoint import load_latest
+
+    steps = set()
+    for run in runs:
+        latest = load_latest(Path(run.run_dir) / "checkpoints")
+        steps.add(latest[0]["step"] if latest else 0)
+    return len(steps) == 1
 
 
 def group_seeds(runs: list[SweepRun]) -> list[SweepRun | SeedGroup]:

@@ -132,6 +132,14 @@ def test_a_vectorised_sweep_trains_each_points_seeds_as_one_job_and_resumes_them
     assert len(starts) == 2 and all(line.split(": ", 1)[1].startswith("train train.steps=20 ") and " --vectorize --seed-dirs " in line
                                   and "--resume" not in line for line in starts)
     assert all((p / "DONE").exists() and safe_load(p / "checkpoints" / "last.pt")["step"] == 20 for p in runs)
+    # a group stopped while it saved its seeds one by one (one member a checkpoint behind): each resumes alone
+    for p in runs:
+        (p / "DONE").unlink()
+    (runs[1] / "checkpoints" / "previous.pt").replace(runs[1] / "checkpoints" / "last.pt")  # back to step 10
+    assert main(command) == 0
+    starts = [line for line in capsys.readouterr().out.splitlines() if line.startswith("start ")]
+    assert sum("--resume" in line for line in starts) == 2 and sum("--seed-dirs" in line for line in starts) == 1
+    assert all(safe_load(p / "checkpoints" / "last.pt")["step"] == 20 for p in runs)
 
 
 def test_seed_groups_report_each_member_done_or_failed(tmp_path):

@@ -59,8 +59,9 @@ class VectorizedTrainer(TrainingLoop):
         steps = {r.step for r in self.replicas}
         if len(steps) > 1:
             listing = ", ".join(f"seed {r.recipe.seed}: step {r.step}" for r in self.replicas)
-            raise RecipeError(f"the runs to resume together are at different steps ({listing}); resume them one by one "
-                              "(advrl train --resume RUN) or bring them to one step first.")
+            raise RecipeError(f"the runs to resume together are at different steps ({listing}), e.g. a group stopped "
+                              "while it saved its seeds one by one; resume each alone (advrl train --resume RUN), which "
+                              "trains it exactly as it would have trained in the group.")
         self.step = steps.pop()
         first = self.replicas[0]
         self.recipe, self.device, self.data = first.recipe, first.device, first.data
