@@ -32,7 +32,7 @@ from advrl.learner.checkpoint import (
     save_checkpoint,
 )
 from advrl.learner.metrics import MetricsLogger, make_sinks, wandb_module
-from advrl.recipe import RecipeError, apply_overrides, load_recipe, validate
+from advrl.recipe import RecipeError, apply_overrides, check_assembly, load_recipe, validate
 
 CHECKPOINT = "checkpoints/last.pt"
 RECIPE_FILE = "recipe.yaml"
@@ -385,8 +385,9 @@ def train(recipe, overrides=(), run_dir: str | Path | None = None, progress: boo
     """Train a recipe (a path or a loaded DictConfig) and return the run's result."""
     if not isinstance(recipe, DictConfig):
         recipe = load_recipe(recipe, overrides)
-    else:  # a recipe built in Python is checked too, and saved with every default filled in
+    else:  # a recipe built in Python is checked as a file is, and saved with every default filled in
         recipe = validate(apply_overrides(recipe, list(overrides)))
+        check_assembly(recipe)
     recipe = recipe.copy()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(recipe)
     with rundir.new_run(run_dir, Trainer.run_kind, Trainer.resume_hint) as start:

@@ -24,7 +24,7 @@ from advrl.learner.assembly import build_updates
 from advrl.learner.checkpoint import run_lock
 from advrl.learner.replicas import OPTIMIZER_SHARED, ReplicaStack, stack_states
 from advrl.learner.trainer import RECIPE_FILE, RunResult, Trainer, TrainingLoop, check_resume_overrides
-from advrl.recipe import RecipeError, apply_overrides, load_recipe, validate
+from advrl.recipe import RecipeError, apply_overrides, check_assembly, load_recipe, validate
 
 
 class ReplicaTrainer(Trainer):
@@ -161,7 +161,9 @@ def train_seeds(recipe, seeds: Sequence[int], overrides=(), run_dir: str | Path 
 
 def _seed_recipe(recipe, overrides, seed: int) -> DictConfig:
     if isinstance(recipe, DictConfig):
-        return validate(apply_overrides(recipe.copy(), [*overrides, f"seed={seed}"]))
+        checked = validate(apply_overrides(recipe.copy(), [*overrides, f"seed={seed}"]))
+        check_assembly(checked)
+        return checked
     return load_recipe(recipe, [*overrides, f"seed={seed}"])
 
 

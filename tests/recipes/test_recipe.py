@@ -8,6 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+import advrl
 from advrl.component import DataSpec
 from advrl.learner.assembly import build_components, build_updates
 from advrl.recipe import RecipeError, load_recipe
@@ -223,13 +224,21 @@ def test_extends_graph_is_linearised_shared_ancestor_once_later_parent_wins(tmp_
         load_recipe(write(tmp_path / "bad.yaml", "extends: {a: 1}\n"))
 
 
-def test_a_component_nothing_uses_is_refused_naming_its_slot():
+def test_a_component_nothing_uses_is_refused_naming_its_slot(tmp_path):
     # a slot no update lists and no component names
     with pytest.raises(RecipeError, match=r"components.extra \(constraint 'bc_mse'\) is not used"):
         load_recipe(RECIPES / "td3bc.yaml", ["components.extra.kind=constraint", "components.extra.name=bc_mse"])
     # the VAE still trained by updates.behavior after the constraint stopped reading it
     with pytest.raises(RecipeError, match=r"updates.behavior trains components.behavior \(behavior 'vae'\), but nothing else uses it"):
         load_recipe(RECIPES / "a2pr.yaml", ["components.constraint.behavior=null"])
+    # a recipe built in Python gets the same checks when it is trained, before any folder is made
+    recipe = load_recipe(RECIPES / "td3bc.yaml")
+    recipe.components.extra = {"kind": "constraint", "name": "bc_mse"}
+    with pytest.raises(RecipeError, match=r"components.extra \(constraint 'bc_mse'\) is not used"):
+        advrl.train(recipe, run_dir=tmp_path / "run", progress=False)
+    with pytest.raises(RecipeError, match=r"components.extra \(constraint 'bc_mse'\) is not used"):
+        advrl.train_seeds(recipe, [0, 1], run_dir=tmp_path / "group", progress=False)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "group").exists()
     # removing both the VAE and its update is what no_behavior.yaml does: that loads
     assert "behavior" not in load_recipe(RECIPES / "a2pr" / "ablations" / "no_behavior.yaml").components
 
