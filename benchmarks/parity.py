@@ -101,8 +101,8 @@ def table(results: dict) -> str:
         _, seeds, steps, _ = CONFIGS[name]
         finals = {}
         for precision, by_seed in by_precision.items():
-            if not by_seed:
-                continue
+            if not by_seed or any(r["final"] is None for r in by_seed.values()):
+                continue  # not trained yet, or still training
             final = [r["final"] for r in by_seed.values() if r["final"] is not None]
             last3 = [r["last3"] for r in by_seed.values()]
             finals[precision] = (final, last3)
