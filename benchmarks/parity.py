@@ -69,7 +69,7 @@ def read_seed(run_dir: Path) -> dict:
     evals = [(r["step"], r["score_mean"]) for r in rows if r["kind"] == "eval"]
     final = next((r for r in rows if r["kind"] == "final_eval"), None)
     return {"curve": evals, "final": final["score_mean"] if final else None,
-            "last3": final.get("last_n_score_mean") if final else float(np.mean([s for _, s in evals[-3:]]))}
+            "last3": final.get("last_n_score_mean") if final else None}
 
 
 def read(out: Path) -> dict[str, dict[str, dict[int, dict]]]:
