@@ -255,3 +255,19 @@ def test_several_seeds_without_vectorize_are_refused_naming_the_flag(tmp_path, c
     assert cli(["train", str(PACKAGED / "td3bc.yaml"), "seed=0,1", "--run-dir", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "--vectorize" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
+def test_gradients_stacked_over_seeds_are_clipped_seed_by_seed():
+    from advrl.learner.fused_adam import clip_grad_norm
+
+    gen = torch.Generator().manual_seed(0)
+    grads = [torch.randn(3, 4, 5, generator=gen), torch.randn(3, 5, generator=gen)]
+    grads[0][1] *= 100  # seed 1 far above the bound, seed 0 and 2 below it
+    stacked = [g.clone() for g in grads]
+    clip_grad_norm(stacked, 8.0, per_replica=True)
+    for k in range(3):
+        alone = [g[k].clone() for g in grads]
+        clip_grad_norm(alone, 8.0)
+        for a, b in zip(alone, stacked):
+            torch.testing.assert_close(b[k], a)
+    assert torch.linalg.vector_norm(torch.cat([g[1].flatten() for g in stacked])) == pytest.approx(8.0, rel=1e-4)
