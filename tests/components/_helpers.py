@@ -98,7 +98,8 @@ def train_step(updates, td, step):
 
     from advrl.learner.trainer import Trainer
 
-    host = SimpleNamespace(data=_FixedData(td), updates=updates)
+    data = _FixedData(td)
+    host = SimpleNamespace(data=data, updates=updates, _batch=data.sample)  # what TrainingLoop._train_step uses
     return Trainer._train_step(host, step, torch.tensor(step), td.batch_size[0], True)
 
 
