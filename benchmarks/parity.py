@@ -33,7 +33,7 @@ EVAL = ["eval.episodes=5", "eval.final_episodes=10", "eval.last_n=3"]
 # name -> (recipe, seeds, steps, evaluation every); queues balanced by the measured cost
 # (seed-steps / seed-steps per s, benchmarks/RESULTS.md), sized for ~75 min of both cores
 CONFIGS = {
-    "td3bc": ("recipes/td3bc.yaml", 5, 30_000, 5_000),
+    "td3bc": ("recipes/td3bc.yaml", 5, 60_000, 5_000),  # trained to 30k, then resumed to 60k (no step-dependent schedule)
     "iql": ("recipes/iql.yaml", 5, 30_000, 5_000),
     "a2pr": ("recipes/a2pr.yaml", 3, 12_000, 10_000),
 }
@@ -67,7 +67,7 @@ def run(out: Path) -> None:
 def read_seed(run_dir: Path) -> dict:
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     evals = [(r["step"], r["score_mean"]) for r in rows if r["kind"] == "eval"]
-    final = next((r for r in rows if r["kind"] == "final_eval"), None)
+    final = next((r for r in reversed(rows) if r["kind"] == "final_eval"), None)  # a grown run: its last
     return {"curve": evals, "final": final["score_mean"] if final else None,
             "last3": final.get("last_n_score_mean") if final else None}
 
