@@ -76,12 +76,12 @@ class VectorizedTrainer(TrainingLoop):
         return int(self.recipe.train.steps)
 
     # ---- replicas as single runs -----------------------------------------------------------
-    def _sync(self, k: int) -> ReplicaTrainer:
-        """Replica k's own components and optimisers set to its slice of the stack."""
+    def _sync(self, k: int, optimisers: bool = True) -> ReplicaTrainer:
+        """Replica k's own components (and, for a checkpoint, optimisers) set to its slice of the stack."""
         replica = self.replicas[k]
         for name, component in self.stack.components.items():
             replica.components[name].load_state_dict(self.stack.replica_state(component.state_dict(), k))
-        for update, own in zip(self.updates, replica.updates):
+        for update, own in zip(self.updates, replica.updates) if optimisers else ():
             own.load_state_dict(self.stack.replica_state(update.state_dict(), k, OPTIMIZER_SHARED))
         replica.step = self.step
         return replica
@@ -113,11 +113,11 @@ class VectorizedTrainer(TrainingLoop):
 
     def _evaluate_all(self, step: int, bar) -> None:
         for k in range(len(self.replicas)):
-            self._sync(k).evaluate_and_record(step)
+            self._sync(k, optimisers=False).evaluate_and_record(step)  # evaluation reads no optimiser
 
     def _final_evaluation(self) -> None:
         for k in range(len(self.replicas)):
-            self._sync(k)._final_evaluation()
+            self._sync(k, optimisers=False)._final_evaluation()
 
     def _record_error(self, err: Exception) -> None:
         for replica in self.replicas:
