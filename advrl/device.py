@@ -92,6 +92,14 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype)
 
 
+def autocast_dtype(tensor: torch.Tensor) -> torch.dtype | None:
+    """The dtype autocast runs matrix products in on ``tensor``'s device, None outside autocast."""
+    kind = tensor.device.type
+    if kind not in ("cpu", "cuda") or not torch.is_autocast_enabled(kind):
+        return None
+    return torch.get_autocast_dtype(kind)
+
+
 def generator_like_global(device: torch.device) -> torch.Generator:
     """A generator on ``device`` holding the global generator's current state there: it draws
     what the process would draw next on that device (a vectorised seed's own stream)."""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import math
 
 import torch
 from torch import nn
+
+from advrl.device import autocast_dtype
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}
 
@@ -27,12 +31,13 @@ class Stack(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fresh = False  # x is a tensor this forward made (not the caller's input)
+        low = bias_dtype(x)
         for layer in self:
             kind = type(layer)
             if kind is nn.Linear:
-                x = torch.nn.functional.linear(x, layer.weight, layer.bias)
+                x = torch.nn.functional.linear(x, layer.weight, autocast_bias(layer.bias, low))
             elif kind is EnsembleLinear:
-                x = torch.baddbmm(layer.bias, x, layer.weight)
+                x = torch.baddbmm(autocast_bias(layer.bias, low), x, layer.weight)
             elif kind is nn.ReLU:
                 # in place on the layer output just made: linear/baddbmm backward does not read
                 # its output, and a large ensemble activation ([E, n*B, 256] in CQL's penalty)
@@ -42,6 +47,36 @@ class Stack(nn.Sequential):
                 x = layer(x)
             fresh = kind in (nn.Linear, EnsembleLinear)
         return x
+
+
+# True while a ReplicaStack runs one replica's code under vmap (advrl/learner/replicas.py)
+_UNDER_VMAP: contextvars.ContextVar[bool] = contextvars.ContextVar("advrl_under_vmap", default=False)
+
+
+@contextlib.contextmanager
+def under_vmap():
+    """Marks the networks' forwards in this block as running under ``torch.func.vmap``."""
+    reset = _UNDER_VMAP.set(True)
+    try:
+        yield
+    finally:
+        _UNDER_VMAP.reset(reset)
+
+
+def bias_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The dtype to cast a layer's bias to before it meets ``x``: autocast's, under vmap only.
+
+    Under vmap (vectorised seeds) ``linear`` and ``baddbmm`` decompose into a matrix product
+    and an add; autocast casts the product but not the add, so a float32 bias would promote
+    the layer's output, and every activation after it, to float32: twice the memory traffic
+    and other rounding than the same network in a single run. A single run is left to
+    autocast, which casts the bias itself (once per region, cached across calls): unchanged,
+    so single runs stay bit-identical to before."""
+    return autocast_dtype(x) if _UNDER_VMAP.get() else None
+
+
+def autocast_bias(bias: torch.Tensor, low: torch.dtype | None) -> torch.Tensor:
+    return bias if low is None else bias.to(low)
 
 
 def mlp(in_dim: int, hidden_sizes: list[int], out_dim: int, act: str = "relu", layer_norm: bool = False) -> nn.Sequential:
@@ -75,7 +110,7 @@ class EnsembleLinear(nn.Module):
             nn.init.uniform_(self.bias[member], -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+        return torch.baddbmm(autocast_bias(self.bias, bias_dtype(x)), x, self.weight)
 
 
 class EnsembleLayerNorm(nn.Module):

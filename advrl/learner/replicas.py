@@ -22,6 +22,7 @@ from torch import nn
 
 from advrl import noise
 from advrl.component import Component
+from advrl.nn import under_vmap
 
 
 class _Root(nn.Module):
@@ -63,7 +64,7 @@ class ReplicaStack:
         shared (not tensors)."""
 
         def one_replica(params, buffers, token, td, args):
-            with noise.replicas(token, self.generators):
+            with noise.replicas(token, self.generators), under_vmap():
                 return torch.func.functional_call(self._root, (params, buffers), (fn, td, *args))
 
         # randomness="error": a draw that bypasses advrl.noise would not be the single run's
