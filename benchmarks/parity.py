@@ -33,9 +33,22 @@ EVAL = ["eval.episodes=5", "eval.final_episodes=10", "eval.last_n=3"]
 # name -> (recipe, seeds, steps, evaluation every); queues balanced by the measured cost
 # (seed-steps / seed-steps per s, benchmarks/RESULTS.md), sized for ~75 min of both cores
 CONFIGS = {
-    "td3bc": ("recipes/td3bc.yaml", 5, 60_000, 5_000),  # trained to 30k, then resumed to 60k (no step-dependent schedule)
+    # fp32: trained to 30k, grown to 60k, then to 100k (no step-dependent schedule); bf16 trained
+    # anew to 100k once vectorised bf16 layers kept their activations in bf16 (advrl/nn.py bias_dtype)
+    "td3bc": ("recipes/td3bc.yaml", 5, 100_000, 5_000),
     "iql": ("recipes/iql.yaml", 5, 30_000, 5_000),
     "a2pr": ("recipes/a2pr.yaml", 3, 12_000, 10_000),
+}
+# name -> (fp32 records, bf16 records, seeds, steps): arms trained as benchmark suites, one run
+# per seed and two runs at a time (benchmarks/harness.py), their records committed. A2PR at
+# 100k: a vectorised group of three would take ~4.5 h on one core, while single runs spread
+# over both cores take ~2 h (per seed-step vectorising gains nothing for A2PR on this CPU).
+# Both suites evaluate 10 episodes every 5k steps; the older fp32 runs have no final_eval
+# record, so both arms are scored alike by their last periodic evaluation and the mean of
+# their last three.
+RESULTS = ROOT / "benchmarks" / "results"
+SUITE_ARMS = {
+    "a2pr-100k": (RESULTS / "hopper_rme_advantage" / "a2pr", RESULTS / "hopper_rme_a2pr_bf16" / "a2pr", 3, 100_000),
 }
 QUEUES = (
     [("a2pr", "fp32"), ("td3bc", "bf16"), ("iql", "bf16")],
@@ -64,22 +77,34 @@ def run(out: Path) -> None:
         raise SystemExit(f"a queue failed (exit codes {codes}); see the logs in {out}")
 
 
-def read_seed(run_dir: Path) -> dict:
+def read_seed(run_dir: Path, periodic_only: bool = False) -> dict:
+    """A seed's evaluation curve, final score and last-3 mean: from its final_eval record
+    (a grown run: its last), or with ``periodic_only`` from its periodic evaluations alone
+    (the last one and the mean of the last three)."""
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     evals = [(r["step"], r["score_mean"]) for r in rows if r["kind"] == "eval"]
-    final = next((r for r in reversed(rows) if r["kind"] == "final_eval"), None)  # a grown run: its last
+    if periodic_only:
+        scores = [score for _, score in evals]
+        return {"curve": evals, "final": scores[-1] if scores else None,
+                "last3": float(np.mean(scores[-3:])) if scores else None, "step": evals[-1][0] if evals else 0}
+    final = next((r for r in reversed(rows) if r["kind"] == "final_eval"), None)
     return {"curve": evals, "final": final["score_mean"] if final else None,
-            "last3": final.get("last_n_score_mean") if final else None}
+            "last3": final.get("last_n_score_mean") if final else None, "step": final["step"] if final else 0}
 
 
-def read(out: Path) -> dict[str, dict[str, dict[int, dict]]]:
-    """name -> precision -> seed -> records."""
+def seeds_in(group: Path, periodic_only: bool = False) -> dict[int, dict]:
+    """seed -> records of the seed<k> folders in ``group`` that have metrics."""
+    seeds = sorted(group.glob("seed*"), key=lambda p: int(p.name[4:])) if group.is_dir() else []
+    return {int(p.name[4:]): read_seed(p, periodic_only) for p in seeds if (p / "metrics.jsonl").exists()}
+
+
+def read(out: Path) -> dict[str, dict]:
+    """name -> {"size": (seeds, steps), "fp32": seed -> records, "bf16": seed -> records}."""
     results: dict = {}
-    for name in CONFIGS:
-        for precision in ("fp32", "bf16"):
-            group = out / f"{name}-{precision}"
-            seeds = sorted(group.glob("seed*"), key=lambda p: int(p.name[4:])) if group.is_dir() else []
-            results.setdefault(name, {})[precision] = {int(p.name[4:]): read_seed(p) for p in seeds if (p / "metrics.jsonl").exists()}
+    for name, (_, seeds, steps, _) in CONFIGS.items():
+        results[name] = {"size": (seeds, steps), **{p: seeds_in(out / f"{name}-{p}") for p in ("fp32", "bf16")}}
+    for name, (fp32, bf16, seeds, steps) in SUITE_ARMS.items():
+        results[name] = {"size": (seeds, steps), "fp32": seeds_in(fp32, True), "bf16": seeds_in(bf16, True)}
     return results
 
 
@@ -97,16 +122,17 @@ def table(results: dict) -> str:
     lines = ["| algorithm | seeds x steps | precision | final score per seed (10 episodes) | mean | last-3 mean per seed | mean |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     verdicts = []
-    for name, by_precision in results.items():
-        _, seeds, steps, _ = CONFIGS[name]
+    for name, result in results.items():
         finals = {}
-        for precision, by_seed in by_precision.items():
+        for precision in ("fp32", "bf16"):
+            by_seed = result[precision]
             if not by_seed or any(r["final"] is None for r in by_seed.values()):
                 continue  # not trained yet, or still training
             final = [r["final"] for r in by_seed.values() if r["final"] is not None]
             last3 = [r["last3"] for r in by_seed.values()]
             finals[precision] = (final, last3)
-            lines.append(f"| {name} | {seeds} x {steps // 1000}k | {precision} | {', '.join(f'{v:.1f}' for v in final)} | "
+            steps = min(r["step"] for r in by_seed.values())  # reached (a config may be growing towards its size)
+            lines.append(f"| {name} | {len(by_seed)} x {steps // 1000}k | {precision} | {', '.join(f'{v:.1f}' for v in final)} | "
                          f"{np.mean(final):.1f} ± {np.std(final):.1f} | {', '.join(f'{v:.1f}' for v in last3)} | "
                          f"{np.mean(last3):.1f} ± {np.std(last3):.1f} |")
         if len(finals) == 2 and all(finals[p][0] for p in finals):
@@ -122,12 +148,13 @@ def plot(results: dict, png: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.6), squeeze=False)
-    for ax, (name, by_precision) in zip(axes[0], results.items()):
+    for ax, (name, result) in zip(axes[0], results.items()):
         for precision, style in (("fp32", "-"), ("bf16", "--")):
-            for i, (seed, record) in enumerate(sorted(by_precision.get(precision, {}).items())):
+            for i, (seed, record) in enumerate(sorted(result[precision].items())):
                 steps, scores = zip(*record["curve"]) if record["curve"] else ((), ())
                 ax.plot(steps, scores, style, color=f"C{i}", label=f"{precision} seed {seed}" if i < 5 else None)
-        ax.set_title(f"{name} on {DATASET.split('/')[1]} random-medium-expert")
+        seeds, steps = result["size"]
+        ax.set_title(f"{name}: {seeds} seeds x {steps // 1000}k, {DATASET.split('/')[1]} random-medium-expert", fontsize=9)
         ax.set_xlabel("gradient step")
         ax.set_ylabel("normalised score")
     axes[0][0].legend(fontsize=6, ncol=2)
