@@ -190,7 +190,11 @@ def test_cli_trains_seeds_vectorised_into_their_own_folders(minari_root, tiny_ov
     for seed in (0, 2):
         saved = load_recipe(tmp_path / "g" / f"seed{seed}" / "recipe.yaml")
         assert saved.seed == seed
-    assert seed_run_dirs(saved, [0, 2], None)[0].name == "seed0"
+    # without --run-dir: one group folder per command under runs/<name>/<dataset>/, a folder per seed
+    default = seed_run_dirs(saved, [0, 2], None)
+    assert [d.name for d in default] == ["seed0", "seed2"] and default[0].parent == default[1].parent
+    assert default[0].parent.parent == Path("runs") / saved.name / str(saved.dataset.id).replace("/", "-")
+    assert default[0].parent.name.startswith("seeds0-2-")
 
 
 @pytest.mark.parametrize("overrides, message", [
