@@ -75,8 +75,8 @@ def bias_dtype(x: torch.Tensor) -> torch.dtype | None:
     return autocast_dtype(x) if _UNDER_VMAP.get() else None
 
 
-def autocast_bias(bias: torch.Tensor, low: torch.dtype | None) -> torch.Tensor:
-    return bias if low is None else bias.to(low)
+def autocast_bias(bias: torch.Tensor | None, low: torch.dtype | None) -> torch.Tensor | None:
+    return bias if low is None or bias is None else bias.to(low)
 
 
 def mlp(in_dim: int, hidden_sizes: list[int], out_dim: int, act: str = "relu", layer_norm: bool = False) -> nn.Sequential:
