@@ -1,5 +1,7 @@
 """advrl/nn.py: the shared network blocks under vectorised seeds and bf16 autocast."""
 
+import copy
+
 import pytest
 import torch
 
@@ -37,11 +39,18 @@ def test_vectorised_bf16_layers_stay_bf16_and_compute_what_each_network_computes
 
 
 def test_outside_vmap_the_bias_is_left_to_autocast():
-    # a single run is untouched: its output is what plain autocast computes, bit for bit
-    net = mlp(5, [32], 3)
-    x = torch.randn(4, 5)
+    # a single run is untouched, bit for bit, gradients included: autocast casts the bias once per
+    # region and sums the gradients of its uses in bf16; an explicit cast per call would not
+    torch.manual_seed(0)
+    net = mlp(5, [64], 64)
+    twin = copy.deepcopy(net)
+    x1, x2 = torch.randn(32, 5), torch.randn(32, 5)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = net(x)
-        layers = list(net)
-        expected = layers[2](torch.relu(layers[0](x)))  # nn.Linear modules through autocast
+        got = net(x1).float().sum() + net(x2).float().sum()
+        layers = list(twin)
+        expected = sum(layers[2](torch.relu(layers[0](x))).float().sum() for x in (x1, x2))  # nn.Linear via autocast
+    got.backward()
+    expected.backward()
     assert torch.equal(got, expected)
+    for mine, plain in zip(net.parameters(), twin.parameters()):
+        assert torch.equal(mine.grad, plain.grad)
