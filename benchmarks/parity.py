@@ -42,7 +42,7 @@ CONFIGS = {
     "iql": ("recipes/iql.yaml", 5, 100_000, 5_000),  # its cosine schedule spans train.steps: trained at its size
     "a2pr": ("recipes/a2pr.yaml", 3, 12_000, 10_000),
 }
-# name -> (fp32 records, bf16 records, seeds, steps): arms trained as benchmark suites, one run
+# name -> (fp32 records, bf16 records): arms trained as benchmark suites, one run
 # per seed and two runs at a time (benchmarks/harness.py), their records committed. A2PR at
 # 100k: a vectorised group of three would take ~4.5 h on one core, while single runs spread
 # over both cores take ~2 h (per seed-step vectorising gains nothing for A2PR on this CPU).
@@ -51,7 +51,7 @@ CONFIGS = {
 # their last three.
 RESULTS = ROOT / "benchmarks" / "results"
 SUITE_ARMS = {
-    "a2pr-100k": (RESULTS / "hopper_rme_advantage" / "a2pr", RESULTS / "hopper_rme_a2pr_bf16" / "a2pr", 3, 100_000),
+    "a2pr-100k": (RESULTS / "hopper_rme_advantage" / "a2pr", RESULTS / "hopper_rme_a2pr_bf16" / "a2pr"),
 }
 QUEUES = (
     [("a2pr", "fp32"), ("td3bc", "bf16"), ("iql", "bf16")],
@@ -105,12 +105,10 @@ def seeds_in(group: Path, periodic_only: bool = False) -> dict[int, dict]:
 
 
 def read(out: Path) -> dict[str, dict]:
-    """name -> {"size": (seeds, steps), "fp32": seed -> records, "bf16": seed -> records}."""
-    results: dict = {}
-    for name, (_, seeds, steps, _) in CONFIGS.items():
-        results[name] = {"size": (seeds, steps), **{p: seeds_in(out / f"{name}-{p}") for p in ("fp32", "bf16")}}
-    for name, (fp32, bf16, seeds, steps) in SUITE_ARMS.items():
-        results[name] = {"size": (seeds, steps), "fp32": seeds_in(fp32, True), "bf16": seeds_in(bf16, True)}
+    """name -> {"fp32": seed -> records, "bf16": seed -> records}."""
+    results = {name: {p: seeds_in(out / f"{name}-{p}") for p in ("fp32", "bf16")} for name in CONFIGS}
+    for name, (fp32, bf16) in SUITE_ARMS.items():
+        results[name] = {"fp32": seeds_in(fp32, True), "bf16": seeds_in(bf16, True)}
     return results
 
 
@@ -159,8 +157,8 @@ def plot(results: dict, png: Path) -> None:
             for i, (seed, record) in enumerate(sorted(result[precision].items())):
                 steps, scores = zip(*record["curve"]) if record["curve"] else ((), ())
                 ax.plot(steps, scores, style, color=f"C{i}", label=f"{precision} seed {seed}" if i < 5 else None)
-        seeds, steps = result["size"]
-        ax.set_title(f"{name}: {seeds} seeds x {steps // 1000}k, {DATASET.split('/')[1]} random-medium-expert", fontsize=9)
+        reached = [r["curve"][-1][0] for p in ("fp32", "bf16") for r in result[p].values() if r["curve"]]
+        ax.set_title(f"{name}: to {min(reached, default=0) // 1000}k steps, {DATASET.split('/')[1]} random-medium-expert", fontsize=9)
         ax.set_xlabel("gradient step")
         ax.set_ylabel("normalised score")
     axes[0][0].legend(fontsize=6, ncol=2)
