@@ -91,13 +91,48 @@ def mix(
 
     ``size`` defaults to the largest total every source can supply at its proportion.
     """
+    from advrl.data import catalog
+    from advrl.data.collect import write_minari_dataset
+
+    started = time.perf_counter()
+    names, shares = _checked_request(sources, new_id, size, seed)
+    datasets = _open_sources(names)
+    size, counts = _budgets(names, datasets, shares, size)
+    episodes, records = _take_episodes(names, datasets, shares, counts, seed)
+
+    first = datasets[0]
+    metadata = first.storage.metadata
+    env_spec = first.spec.env_spec
+    eval_spec = getattr(first, "_eval_env_spec", None) or env_spec  # minari keeps it only privately
+    command = ["advrl", "data", "mix", *(f"{n}:{s!r}" for n, s in zip(names, shares)),
+               "--id", new_id, "--size", str(size), "--seed", str(seed)]
+    record = catalog.dataset_record(
+        new_id, getattr(env_spec, "id", None), episodes, records, seed, size, kind="mix", command=shlex.join(command)
+    )
+    what = " + ".join(f"{n} {s:.0%}" for n, s in zip(names, shares))
+    description = catalog.summary_line(new_id, getattr(env_spec, "id", "?"), size, len(episodes), what, seed, record["returns"])
+    return write_minari_dataset(
+        new_id,
+        episodes,
+        env_spec,
+        metadata.get("ref_min_score"),
+        metadata.get("ref_max_score"),
+        description,
+        algorithm_name=f"advrl mix of {', '.join(names)}",
+        record=record,
+        started=started,
+        eval_env=eval_spec,
+    )
+
+
+def _checked_request(sources, new_id: str, size, seed) -> tuple[list[str], list[float]]:
+    """Source names and shares, once the id, seed, size and sources are known to be usable."""
     import minari
     from minari.dataset.minari_dataset import parse_dataset_id
 
     from advrl.data import catalog
-    from advrl.data.collect import dataset_path, read_record, renumber, stream_rng, write_minari_dataset
+    from advrl.data.collect import dataset_path
 
-    started = time.perf_counter()
     try:
         parse_dataset_id(new_id)
     except ValueError:
@@ -125,6 +160,12 @@ def mix(
     path = dataset_path(new_id)
     if os.path.exists(path):
         raise DatasetError(f"Dataset {new_id!r} already exists at {path}; delete that folder or choose another id.")
+    return names, shares
+
+
+def _open_sources(names: list[str]) -> list:
+    """The source datasets, checked to be finite, unchanged and of one environment."""
+    import minari
 
     datasets = [minari.load_dataset(name, download=False) for name in names]
     for ds in datasets:  # a changed or non-finite source would pass into the mix under a new, consistent fingerprint
@@ -142,9 +183,13 @@ def mix(
                     f"Cannot mix {names[0]} and {name}: their {what.replace('_', ' ')}s differ "
                     f"({getattr(first.spec, what)} vs {getattr(ds.spec, what)}). Mix datasets of one environment."
                 )
-
     if first.spec.env_spec is None:
         raise DatasetError(f"{names[0]} records no environment spec; advrl mixes datasets of Gymnasium environments only.")
+    return datasets
+
+
+def _budgets(names, datasets, shares, size) -> tuple[int, list[int]]:
+    """The mix's size and each source's number of transitions (all of them available)."""
     totals = [int(ds.total_steps) for ds in datasets]
     if size is None:
         size = min(int(math.floor(total / share + 1e-9)) for total, share in zip(totals, shares))
@@ -154,6 +199,13 @@ def mix(
         raise DatasetError(
             f"Not enough transitions for size {size}: {'; '.join(short)}. Lower --size (or omit it for the largest possible)."
         )
+    return int(size), counts
+
+
+def _take_episodes(names, datasets, shares, counts, seed) -> tuple[list, list[dict]]:
+    """Whole episodes of each source in a seeded order up to its budget (the last one cut), and
+    the record of what came from where."""
+    from advrl.data.collect import read_record, renumber, stream_rng
 
     episodes, records = [], []
     for index, (name, ds, share, count) in enumerate(zip(names, datasets, shares, counts)):
@@ -182,40 +234,7 @@ def mix(
             }
         )
         episodes.extend(taken)
-    episodes = renumber(episodes)
-
-    metadata = first.storage.metadata
-    env_spec = first.spec.env_spec
-    eval_spec = getattr(first, "_eval_env_spec", None) or env_spec  # minari keeps it only privately
-    command = [
-        "advrl",
-        "data",
-        "mix",
-        *(f"{n}:{s!r}" for n, s in zip(names, shares)),
-        "--id",
-        new_id,
-        "--size",
-        str(size),
-        "--seed",
-        str(seed),
-    ]
-    record = catalog.dataset_record(
-        new_id, getattr(env_spec, "id", None), episodes, records, seed, size, kind="mix", command=shlex.join(command)
-    )
-    what = " + ".join(f"{n} {s:.0%}" for n, s in zip(names, shares))
-    description = catalog.summary_line(new_id, getattr(env_spec, "id", "?"), size, len(episodes), what, seed, record["returns"])
-    return write_minari_dataset(
-        new_id,
-        episodes,
-        env_spec,
-        metadata.get("ref_min_score"),
-        metadata.get("ref_max_score"),
-        description,
-        algorithm_name=f"advrl mix of {', '.join(names)}",
-        record=record,
-        started=started,
-        eval_env=eval_spec,
-    )
+    return renumber(episodes), records
 
 
 def _episode_buffer(episode: dict, keep: int, cut: bool):

@@ -252,32 +252,74 @@ def export_policy(
     """
     if pick_snapshot and level == "expert" and candidates > 1:
         return _export_best_snapshot(Path(source), env, episodes, root, eval_seed, command, candidates)
-    import gymnasium as gym
     import torch
-    from omegaconf import OmegaConf
-
-    import advrl
-    from advrl.component import DataSpec
-    from advrl.data import catalog
-    from advrl.data.dataset import DatasetInfo
-    from advrl.evaluation import evaluate
 
     env_id = _check(env, level)
     if level not in FILE_LEVELS:
         raise PolicyError(f"Only levels {', '.join(FILE_LEVELS)} are exported; 'random' needs no file.")
     if episodes < 1:
         raise PolicyError(f"Evaluate the policy on at least one episode (got episodes={episodes}).")
-    source = Path(source)
+    source, run_dir = _resolve_source(Path(source), pick_snapshot, level)
+    recipe = _run_recipe(run_dir, env, env_id)
+    saved = _saved_actor(source, run_dir, recipe)
+    name, entry, spec, state_dict = _rebuild_actor(saved, recipe, run_dir / "recipe.yaml", source, env_id)
+    normalizer = saved["normalizer"] or {"mean": torch.zeros(spec.obs_dim), "std": torch.ones(spec.obs_dim)}
+    payload = {
+        "format": FORMAT,
+        "env": env,
+        "env_id": env_id,
+        "level": level,
+        "actor": {"name": name, "config": entry},
+        "spec": {"obs_dim": spec.obs_dim, "action_dim": spec.action_dim, "max_action": spec.max_action},
+        "normalizer": {k: v.detach().cpu().to(torch.float32).clone() for k, v in normalizer.items()},
+        "state_dict": state_dict,
+    }
+    folder = policies_root(root) / env
+    folder.mkdir(parents=True, exist_ok=True)
+    pt_tmp = _temporary(folder, f"{level}.pt")
+    torch.save(payload, pt_tmp)
+    try:
+        record = {
+            "env": env,
+            "env_id": env_id,
+            "level": level,
+            **_evaluation_fields(pt_tmp, env, level, env_id, spec, episodes, eval_seed),
+            "seed": int(recipe.get("seed", 0)),
+            "steps": saved["step"],
+            **_provenance_fields(recipe, run_dir, source, saved["evaluation"], name, entry),
+            "export_command": command
+            or shlex.join(
+                ["advrl", "data", "export-policy", str(source), "--env", env, "--level", level, "--episodes", str(episodes)]
+            ),
+            "sha256": _sha256(pt_tmp),
+            "exported": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        json_tmp = _temporary(folder, f"{level}.json")
+        json_tmp.write_text(json.dumps(record, indent=2) + "\n")
+        _install(pt_tmp, json_tmp, env, level, root)
+    finally:
+        for tmp in folder.glob(f".{level}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+    return record
+
+
+def _resolve_source(source: Path, pick_snapshot: bool, level: str) -> tuple[Path, Path]:
+    """The snapshot file or run directory to export from, and its run directory."""
     if pick_snapshot:
         if not source.is_dir():
             raise PolicyError(f"--pick-snapshot needs a run directory, not the file {source}.")
         source = select_snapshot(source, level)
     if source.is_file():
-        run_dir = source.parent.parent
-    elif source.is_dir():
-        run_dir = source
-    else:
-        raise PolicyError(f"{source} is neither a snapshot file nor a run directory.")
+        return source, source.parent.parent
+    if source.is_dir():
+        return source, source
+    raise PolicyError(f"{source} is neither a snapshot file nor a run directory.")
+
+
+def _run_recipe(run_dir: Path, env: str, env_id: str):
+    """The run's saved recipe (the actor's config comes from it), trained on ``env_id``."""
+    from omegaconf import OmegaConf
+
     recipe_file = run_dir / "recipe.yaml"
     if not recipe_file.is_file():
         raise PolicyError(f"{run_dir} is not an advrl run directory (no recipe.yaml); the actor's config comes from it.")
@@ -285,21 +327,40 @@ def export_policy(
     trained_env = OmegaConf.select(recipe, "online.env")
     if trained_env is not None and trained_env != env_id:
         raise PolicyError(f"The run {run_dir} trained on {trained_env}, not {env_id} ({env}); pass the --env it was trained on.")
-    normalizer = None  # online runs act on raw observations
+    return recipe
+
+
+def _saved_actor(source: Path, run_dir: Path, recipe) -> dict:
+    """The actor's weights, slot and step from a snapshot or the run's last checkpoint."""
+    from omegaconf import OmegaConf
+
+    default_slot = OmegaConf.select(recipe, "eval.policy", default="actor")
     if source.is_file():
         snap = _load_snapshot(source)
-        actor_state, step, snapshot_eval = snap["actor"], int(snap["step"]), snap.get("evaluation")
-        slot = snap.get("slot") or OmegaConf.select(recipe, "eval.policy", default="actor")
-    else:
-        from advrl.learner.checkpoint import load_checkpoint
-        from advrl.learner.trainer import CHECKPOINT
+        # online runs act on raw observations: a snapshot carries no normaliser
+        return {"state": snap["actor"], "step": int(snap["step"]), "evaluation": snap.get("evaluation"),
+                "slot": snap.get("slot") or default_slot, "normalizer": None}
+    from advrl.learner.checkpoint import load_checkpoint
+    from advrl.learner.trainer import CHECKPOINT
 
-        state = load_checkpoint(run_dir / CHECKPOINT)
-        slot = OmegaConf.select(recipe, "eval.policy", default="actor")
-        if slot not in state["components"]:
-            raise PolicyError(f"The checkpoint of {run_dir} has no component {slot!r} (the recipe's eval.policy).")
-        actor_state, step, snapshot_eval = state["components"][slot], int(state["step"]), None
-        normalizer = state.get("normalizer")
+    state = load_checkpoint(run_dir / CHECKPOINT)
+    if default_slot not in state["components"]:
+        raise PolicyError(f"The checkpoint of {run_dir} has no component {default_slot!r} (the recipe's eval.policy).")
+    return {"state": state["components"][default_slot], "step": int(state["step"]), "evaluation": None,
+            "slot": default_slot, "normalizer": state.get("normalizer")}
+
+
+def _rebuild_actor(saved: dict, recipe, recipe_file: Path, source: Path, env_id: str):
+    """The actor's registry name, config and data spec, and its CPU float32 weights without
+    target copies, checked by loading them into the actor the recipe builds."""
+    import gymnasium as gym
+    import torch
+    from omegaconf import OmegaConf
+
+    import advrl
+    from advrl.component import DataSpec
+
+    slot = saved["slot"]
     if slot not in recipe.get("components", {}):
         raise PolicyError(f"{recipe_file} has no components.{slot}: cannot rebuild the actor.")
     entry = OmegaConf.to_container(recipe.components[slot], resolve=True)
@@ -307,7 +368,6 @@ def export_policy(
     entry.pop("kind", None)
     if "target" in entry:
         entry["target"] = False  # acting never uses the target copy
-
     probe = gym.make(env_id)
     high = np.asarray(probe.action_space.high, dtype=np.float64)
     spec = DataSpec(int(probe.observation_space.shape[0]), int(probe.action_space.shape[0]), float(high.flat[0]))
@@ -316,7 +376,7 @@ def export_policy(
     wanted = actor.state_dict()
     clean = {
         k: v.detach().cpu().to(torch.float32) if v.is_floating_point() else v.detach().cpu()
-        for k, v in actor_state.items()
+        for k, v in saved["state"].items()
         if k in wanted
     }
     missing = sorted(set(wanted) - set(clean))
@@ -328,76 +388,52 @@ def export_policy(
         actor.load_state_dict(clean)
     except RuntimeError as err:
         raise PolicyError(f"The actor state of {source} does not fit {spec} ({err}).") from err
-    if normalizer is None:
-        normalizer = {"mean": torch.zeros(spec.obs_dim), "std": torch.ones(spec.obs_dim)}
-    payload = {
-        "format": FORMAT,
-        "env": env,
-        "env_id": env_id,
-        "level": level,
-        "actor": {"name": name, "config": entry},
-        "spec": {"obs_dim": spec.obs_dim, "action_dim": spec.action_dim, "max_action": spec.max_action},
-        "normalizer": {k: v.detach().cpu().to(torch.float32).clone() for k, v in normalizer.items()},
-        "state_dict": clean,
+    return name, entry, spec, clean
+
+
+def _evaluation_fields(policy_file: Path, env: str, level: str, env_id: str, spec, episodes: int, eval_seed: int) -> dict:
+    """The exported file's returns, acting as datasets roll it out, and deterministically."""
+    import gymnasium as gym
+
+    from advrl.data import catalog
+    from advrl.data.dataset import DatasetInfo
+    from advrl.evaluation import evaluate
+
+    _, ref_min, ref_max = catalog.ENVS[env]
+    info = DatasetInfo(f"policy:{env}/{level}", spec.obs_dim, spec.action_dim, spec.max_action, 0, 0, ref_min, ref_max, env_id)
+    deterministic = evaluate(policy_from_file(policy_file), lambda: gym.make(env_id), episodes, eval_seed, info)
+    # Datasets roll a stochastic actor out with sampled actions: report the return they see.
+    sampling = policy_from_file(policy_file, np.random.default_rng(eval_seed))
+    result = evaluate(sampling, lambda: gym.make(env_id), episodes, eval_seed, info) if sampling.sampled else deterministic
+    return {
+        "acting": "sampled" if sampling.sampled else "deterministic",
+        "return_mean": result["return_mean"],
+        "return_std": result["return_std"],
+        "score_mean": result.get("score_mean"),
+        "length_mean": result["length_mean"],
+        "deterministic_return_mean": deterministic["return_mean"],
+        "deterministic_return_std": deterministic["return_std"],
+        "eval_episodes": episodes,
+        "eval_seed": eval_seed,
     }
 
-    folder = policies_root(root) / env
-    folder.mkdir(parents=True, exist_ok=True)
-    pt_tmp = _temporary(folder, f"{level}.pt")
-    torch.save(payload, pt_tmp)
-    try:
-        policy = policy_from_file(pt_tmp)
-        _, ref_min, ref_max = catalog.ENVS[env]
-        info = DatasetInfo(
-            f"policy:{env}/{level}", spec.obs_dim, spec.action_dim, spec.max_action, 0, 0, ref_min, ref_max, env_id
-        )
-        deterministic = evaluate(policy, lambda: gym.make(env_id), episodes, eval_seed, info)
-        # Datasets roll a stochastic actor out with sampled actions: report the return they see.
-        sampling = policy_from_file(pt_tmp, np.random.default_rng(eval_seed))
-        result = evaluate(sampling, lambda: gym.make(env_id), episodes, eval_seed, info) if sampling.sampled else deterministic
-        record = {
-            "env": env,
-            "env_id": env_id,
-            "level": level,
-            "acting": "sampled" if sampling.sampled else "deterministic",
-            "return_mean": result["return_mean"],
-            "return_std": result["return_std"],
-            "score_mean": result.get("score_mean"),
-            "length_mean": result["length_mean"],
-            "deterministic_return_mean": deterministic["return_mean"],
-            "deterministic_return_std": deterministic["return_std"],
-            "eval_episodes": episodes,
-            "eval_seed": eval_seed,
-            "seed": int(recipe.get("seed", 0)),
-            "steps": step,
-            "source_run": str(run_dir.resolve()),
-            # what the run trained with: a retrained run matches it only with the same (retrain_run)
-            "training_software": _run_software(run_dir),
-            "source": str(source.resolve()),
-            "snapshot_evaluation": snapshot_eval,
-            "actor": {"name": name, "config": entry},
-            "command": f"advrl online {run_dir.resolve() / 'recipe.yaml'}",
-            "train_steps": OmegaConf.select(recipe, "online.steps"),
-            # the run itself stays outside the package: its recipe lets `retrain_run` recreate it
-            "recipe": OmegaConf.to_container(recipe, resolve=True),
-            "export_command": command
-            or shlex.join(
-                ["advrl", "data", "export-policy", str(source), "--env", env, "--level", level, "--episodes", str(episodes)]
-            ),
-            "sha256": _sha256(pt_tmp),
-            "exported": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        json_tmp = _temporary(folder, f"{level}.json")
-        with open(json_tmp, "w") as handle:
-            json.dump(record, handle, indent=2)
-            handle.write("\n")
-        for tmp, final in ((pt_tmp, policy_path(env, level, root)), (json_tmp, record_path(env, level, root))):
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; these files are meant to be committed
-            os.replace(tmp, final)
-    finally:
-        for tmp in folder.glob(f".{level}.*.tmp"):
-            tmp.unlink(missing_ok=True)
-    return record
+
+def _provenance_fields(recipe, run_dir: Path, source: Path, snapshot_eval, name: str, entry: dict) -> dict:
+    """Where the policy came from: the run, its software and recipe, the command that trains it."""
+    from omegaconf import OmegaConf
+
+    return {
+        "source_run": str(run_dir.resolve()),
+        # what the run trained with: a retrained run matches it only with the same (retrain_run)
+        "training_software": _run_software(run_dir),
+        "source": str(source.resolve()),
+        "snapshot_evaluation": snapshot_eval,
+        "actor": {"name": name, "config": entry},
+        "command": f"advrl online {run_dir.resolve() / 'recipe.yaml'}",
+        "train_steps": OmegaConf.select(recipe, "online.steps"),
+        # the run itself stays outside the package: its recipe lets `retrain_run` recreate it
+        "recipe": OmegaConf.to_container(recipe, resolve=True),
+    }
 
 
 def _export_best_snapshot(run_dir: Path, env, episodes, root, eval_seed, command, candidates: int) -> dict:
@@ -426,13 +462,18 @@ def _export_best_snapshot(run_dir: Path, env, episodes, root, eval_seed, command
         try:
             shutil.copyfile(folder / "expert.pt", pt_tmp)
             json_tmp.write_text(json.dumps(best, indent=2) + "\n")
-            for tmp, final in ((pt_tmp, policy_path(env, "expert", root)), (json_tmp, record_path(env, "expert", root))):
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, final)
+            _install(pt_tmp, json_tmp, env, "expert", root)
         finally:
             pt_tmp.unlink(missing_ok=True)
             json_tmp.unlink(missing_ok=True)
     return best
+
+
+def _install(pt_tmp: Path, json_tmp: Path, env: str, level: str, root) -> None:
+    """Move a written policy and its record into place, each in one step (os.replace)."""
+    for tmp, final in ((pt_tmp, policy_path(env, level, root)), (json_tmp, record_path(env, level, root))):
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these files are meant to be committed
+        os.replace(tmp, final)
 
 
 # ---- the online run behind a policy -----------------------------------------------------
