@@ -48,16 +48,21 @@ def _add_compare(sub) -> None:
                                      "last evaluations and speed (Agarwal et al. 2021); the score under each "
                                      "observation-noise level `advrl eval` saved in the runs (IQM [95 % CI]); and "
                                      "runs that died with an exception as failed, with their error line.")
-    cmp.add_argument("runs", nargs="+", metavar="[LABEL=]PATH", help="a run folder, or a folder above run folders")
-    cmp.add_argument("--last", type=int, default=None,
-                     help="a run without a final evaluation scores the mean of its last N evaluations "
-                          "(default: its recipe's eval.last_n, 3)")
-    cmp.add_argument("--reps", type=int, default=2000, help="bootstrap resamples for the confidence intervals (default 2000)")
+    _grouped_runs_arguments(cmp)
     cmp.add_argument("--profile", metavar="PNG", help="write performance profiles (fraction of runs above a score, with CI bands) here")
     cmp.add_argument("--plot", metavar="PNG", help="write the learning curves (mean +- std over seeds) here")
     cmp.add_argument("--json", metavar="FILE", help="write the summaries as JSON here")
     cmp.add_argument("--title", default="advrl compare", help="the plot's title")
     cmp.set_defaults(func=cmd_compare)
+
+
+def _grouped_runs_arguments(parser) -> None:
+    """What compare and report share: the runs, how a run is scored, the bootstrap's size."""
+    parser.add_argument("runs", nargs="+", metavar="[LABEL=]PATH", help="a run folder, or a folder above run folders")
+    parser.add_argument("--last", type=int, default=None,
+                        help="a run without a final evaluation scores the mean of its last N evaluations "
+                             "(default: its recipe's eval.last_n, 3)")
+    parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples for the confidence intervals (default 2000)")
 
 
 def _add_report(sub) -> None:
@@ -67,11 +72,9 @@ def _add_report(sub) -> None:
                                      "across seeds, final scores, performance profiles, the noise-robustness table "
                                      "and plot when `advrl eval` saved results, and one line per run (failed runs "
                                      "with their error), into DIR (the first PATH) or --out.")
-    rep.add_argument("runs", nargs="+", metavar="[LABEL=]PATH", help="a run folder, or a folder above run folders")
+    _grouped_runs_arguments(rep)
     rep.add_argument("--out", metavar="DIR", help="folder of report.md and its PNGs (default: the first PATH)")
     rep.add_argument("--json", metavar="FILE", help="also write the statistics and per-seed values as JSON here")
-    rep.add_argument("--last", type=int, default=None, help="as advrl compare --last")
-    rep.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
     rep.add_argument("--title", default="advrl report", help="the report's and plots' title")
     rep.set_defaults(func=cmd_report)
 
