@@ -54,6 +54,21 @@ def test_resume_rejects_a_recipe_and_overrides_that_change_what_was_trained(caps
     assert capsys.readouterr().err.startswith("advrl: error: seed cannot be changed on resume")
 
 
+def test_options_may_stand_between_a_commands_positionals():
+    """`advrl sweep R --out D seed=0,1` and `advrl train R --vectorize seed=0,1` mean what they say
+    (plain argparse refuses the overrides as unrecognised once an option stands before them)."""
+    from advrl.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["sweep", "r.yaml", "--out", "o", "seed=0,1", "--workers", "2", "train.steps=5"])
+    assert (args.recipe, args.out, args.workers, args.overrides) == ("r.yaml", "o", 2, ["seed=0,1", "train.steps=5"])
+    args = parser.parse_args(["train", "r.yaml", "--vectorize", "seed=0,1", "--no-progress", "train.steps=5"])
+    assert (args.recipe, args.vectorize, args.no_progress, args.overrides) == ("r.yaml", True, True, ["seed=0,1", "train.steps=5"])
+    args = parser.parse_args(["recipe", "diff", "a.yaml", "b.yaml", "x=1"])  # nested commands parse as before
+    assert (args.a, args.b, args.overrides) == ("a.yaml", "b.yaml", ["x=1"])
+    assert parser.parse_args(["eval", "run1", "--episodes", "2", "run2"]).runs == ["run1", "run2"]
+
+
 def test_data_list_and_info(minari_root, capsys):
     assert main(["data", "list"]) == 0
     assert "advrl/hopper/random-v0" in capsys.readouterr().out

@@ -29,8 +29,27 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return (RecipeError, registry.RegistryError, DatasetError, CompareError, SweepError, ProbeError, CheckpointError, NonFiniteLossError, FileNotFoundError)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Options may stand between a command's positionals: ``advrl sweep R.yaml --out D seed=0,1``
+    and ``advrl train R.yaml --vectorize seed=0,1`` parse as the user means them (plain argparse
+    takes the overrides for unrecognised arguments once an option has come between)."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        # argparse's intermixed parsing calls parse_known_args itself, and supports no subcommands:
+        # used for the leaf parsers (one per command), once per call
+        if self._intermixing or self._subparsers is not None:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="advrl", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="advrl", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for group in COMMAND_GROUPS:
         group.add_commands(sub)

@@ -135,7 +135,7 @@ def _checked_request(sources, new_id: str, size, seed) -> tuple[list[str], list[
 
     try:
         parse_dataset_id(new_id)
-    except ValueError:
+    except (ValueError, TypeError):  # minari raises TypeError for an id without a version ("x")
         raise DatasetError(
             f"New dataset id {new_id!r} is malformed: use namespace/name-v0, e.g. advrl/hopper/my-mix-v0."
         ) from None
