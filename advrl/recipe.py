@@ -175,6 +175,8 @@ if not OmegaConf.has_resolver("int_mul"):
 
 # ---- loading -------------------------------------------------------------------------------
 def _read_yaml(path: Path) -> DictConfig:
+    if path.is_dir():
+        raise RecipeError(f"{str(path)!r} is a folder, not a recipe file: name a .yaml file (a run's recipe.yaml too).")
     if not path.is_file():
         raise RecipeError(f"Recipe file {str(path)!r} does not exist.{_builtin_hint(path)}")
     try:

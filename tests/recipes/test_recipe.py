@@ -102,6 +102,8 @@ def test_override_without_equals_and_missing_file(tmp_path):
         load_recipe(RECIPES / "td3bc.yaml", ["train.steps"])
     with pytest.raises(RecipeError, match="does not exist"):
         load_recipe(tmp_path / "nope.yaml")
+    with pytest.raises(RecipeError, match="is a folder, not a recipe file"):  # e.g. a run folder given for its recipe.yaml
+        load_recipe(tmp_path)
 
 
 def test_extends_cycle_is_reported(tmp_path):
