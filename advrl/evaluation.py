@@ -35,7 +35,7 @@ def make_env_factory(info: DatasetInfo, env_id: str | None = None) -> Callable[[
     """
     spec = env_id if env_id is not None else recorded_spec(info)
     if spec is None:
-        raise DatasetError(f"Dataset {info.id!r} records no evaluation environment; set eval.env to a Gymnasium id.")
+        raise DatasetError(f"Dataset {info.id!r} records no evaluation environment; set eval.env to a Gymnasium id, or eval.episodes=0 to train without evaluating.")
     if isinstance(spec, str) and spec.lstrip().startswith("{"):
         spec = gym.envs.registration.EnvSpec.from_json(spec)
 

@@ -9,8 +9,14 @@ import sys
 
 
 def add_commands(sub) -> None:
-    data = sub.add_parser("data", help="datasets: build, mix, inspect; behaviour policies")
+    data = sub.add_parser("data", help="datasets: build, mix, import, inspect; behaviour policies")
     data_sub = data.add_subparsers(dest="data_command", required=True)
+    _add_build_commands(data_sub)
+    _add_store_commands(data_sub)
+
+
+def _add_build_commands(data_sub) -> None:
+    """list, make, mix, import: what is here and how a dataset comes to be."""
     data_sub.add_parser("list", help="local datasets, buildable ids with policy status, remote Minari ids").set_defaults(func=cmd_list)
     make = data_sub.add_parser("make", help="build an advrl/<env>/<kind>[-<size>][-s<seed>]-v0 dataset locally")
     make.add_argument("id", help="e.g. advrl/hopper/medium-expert-v0, advrl/hopper/expert-10k-s1-v0 (see `advrl data list`)")
@@ -31,6 +37,24 @@ def add_commands(sub) -> None:
     mixer.add_argument("--size", type=int, default=None, help="transitions (default: the most every source can supply)")
     mixer.add_argument("--seed", type=int, default=0, help="seed of the episode picks")
     mixer.set_defaults(func=cmd_mix)
+    importing = data_sub.add_parser(
+        "import", help="make a local dataset of transitions kept as arrays (D4RL's layout, .npz or .hdf5)",
+        description="Write the transitions of FILE (arrays observations, actions, rewards, terminals; optionally "
+                    "timeouts and next_observations, one row per transition, as D4RL's files hold them) as the "
+                    "local Minari dataset ID, with a build record. Without --env the dataset has no evaluation "
+                    "environment: train it with eval.episodes=0. See advrl/data/importer.py.")
+    importing.add_argument("file", metavar="FILE", help="a .npz (numpy.savez) or .hdf5/.h5 file")
+    importing.add_argument("--id", required=True, help="the new dataset id, e.g. mylab/robot-pick-v0")
+    importing.add_argument("--env", help="the Gymnasium id the data came from (evaluation, reference returns); checked against the arrays")
+    importing.add_argument("--max-action", type=float, default=None,
+                           help="the action bound m of [-m, m] (default: the env's, else 1.0); actions beyond it are refused")
+    importing.add_argument("--ref-min", type=float, default=None, help="return of a random policy, for normalised scores (default: D4RL's for its envs)")
+    importing.add_argument("--ref-max", type=float, default=None, help="return of an expert policy, for normalised scores")
+    importing.set_defaults(func=cmd_import)
+
+
+def _add_store_commands(data_sub) -> None:
+    """info, pack, unpack, export-policy: look into a dataset, move it, export a policy."""
     info = data_sub.add_parser("info", help="size, returns, histogram and metadata of a dataset")
     info.add_argument("id")
     info.add_argument("--png", metavar="FILE", help="also write a histogram of episode returns")
@@ -159,6 +183,18 @@ def cmd_unpack(args) -> int:
 
     manifest = unpack(args.archive, replace=args.replace)
     print(json.dumps({"id": manifest["dataset_id"], "fingerprint": manifest["fingerprint"], "path": dataset_path(manifest["dataset_id"])}))
+    return 0
+
+
+def cmd_import(args) -> int:
+    from advrl.data.collect import read_record
+    from advrl.data.importer import import_arrays
+
+    path = import_arrays(args.file, args.id, env=args.env, max_action=args.max_action, ref_min=args.ref_min, ref_max=args.ref_max)
+    record = read_record(args.id) or {}
+    source = (record.get("sources") or [{}])[0]
+    print(json.dumps({"id": args.id, "path": path, "size": record.get("size"), "episodes": record.get("episodes"),
+                      "dropped_transitions": source.get("dropped_transitions"), "fingerprint": record.get("fingerprint")}))
     return 0
 
 

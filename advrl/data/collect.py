@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -142,10 +143,12 @@ def write_minari_dataset(
     record: dict | None = None,
     started: float | None = None,
     eval_env=None,
+    spaces: tuple | None = None,
 ) -> str:
     """Create ``dataset_id`` in the Minari store from episode buffers; returns its path.
 
-    ``env_id`` (and ``eval_env``, default the same) may be a Gymnasium id or EnvSpec.
+    ``env_id`` (and ``eval_env``, default the same) may be a Gymnasium id or EnvSpec, or None
+    for data without an environment, whose (observation, action) ``spaces`` are then given.
     ``record`` is written as ``advrl.json`` beside ``data/``, with ``build_seconds``
     measured from ``started`` (a ``time.perf_counter()`` value) when given.
     """
@@ -164,6 +167,8 @@ def write_minari_dataset(
                 env=env_id,
                 eval_env=env_id if eval_env is None else eval_env,
                 algorithm_name=algorithm_name,
+                observation_space=spaces[0] if spaces else None,
+                action_space=spaces[1] if spaces else None,
                 author="advrl",
                 author_email="advrl@localhost",
                 code_permalink="advrl",
@@ -249,6 +254,15 @@ def written_facts(root: str, dataset_id: str) -> dict:
             "eval_env_spec": spec if spec is None or isinstance(spec, str) else spec.to_json(),
             "ref_scores": {key: ds.storage.metadata.get(key) for key in REF_SCORES},
         }
+
+
+def sha256_file(path) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks (records name their source files by it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def dataset_path(dataset_id: str) -> str:

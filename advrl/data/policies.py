@@ -17,7 +17,6 @@ snapshot whose evaluation return is closest to one third of the best one's
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from advrl.data.collect import sha256_file
 from advrl.data.dataset import DatasetError
 
 LEVELS = ("random", "medium", "expert")
@@ -291,7 +291,7 @@ def export_policy(
             or shlex.join(
                 ["advrl", "data", "export-policy", str(source), "--env", env, "--level", level, "--episodes", str(episodes)]
             ),
-            "sha256": _sha256(pt_tmp),
+            "sha256": sha256_file(pt_tmp),
             "exported": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         json_tmp = _temporary(folder, f"{level}.json")
@@ -563,14 +563,6 @@ def _temporary(folder: Path, name: str) -> Path:
     return Path(tmp)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def file_sha256(env: str, level: str, root=None) -> str | None:
     path = policy_path(env, level, root)
-    return _sha256(path) if path.is_file() else None
+    return sha256_file(path) if path.is_file() else None
