@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import sys
+from pathlib import Path
 
 
 def add_commands(sub) -> None:
@@ -92,7 +93,7 @@ def cmd_list(args) -> int:
     for dataset_id in sorted(local):
         meta = local[dataset_id]
         record = read_record(dataset_id)
-        origin = f"  [{record.get('kind', 'advrl')}, seed {record.get('seed')}]" if record else ""
+        origin = f"  [{_origin(record)}]" if record else ""
         print(f"  {dataset_id:42s} {meta.get('total_steps', '?'):>9} steps {meta.get('total_episodes', '?'):>6} episodes{origin}")
     if not local:
         print("  (none)")
@@ -101,6 +102,14 @@ def cmd_list(args) -> int:
     for dataset_id in catalog.remote_ids():
         print(f"  {dataset_id:42s} {'local' if dataset_id in local else 'remote'}")
     return 0
+
+
+def _origin(record: dict) -> str:
+    """How a local dataset came to be, from its build record."""
+    if record.get("kind") == "import":
+        sources = record.get("sources") or [{}]
+        return f"import of {Path(sources[0].get('file', '?')).name}"
+    return f"{record.get('kind', 'advrl')}, seed {record.get('seed')}"
 
 
 def _print_buildable(local, root) -> None:
