@@ -310,8 +310,12 @@ def _print_info_text(dataset_id: str, summary: dict, info, returns) -> None:
 
 def _print_build_record(record: dict) -> None:
     """How an advrl build was made: its sources' shares and the software and processor."""
-    print(f"\nadvrl.json: {record.get('kind')}, seed {record.get('seed')}, built in {record.get('build_seconds')} s by `{record.get('command')}`")
+    print(f"\nadvrl.json: {_origin(record)}, built in {record.get('build_seconds')} s by `{record.get('command')}`")
     for source in record.get("sources", []):
+        if "file" in source:  # an import
+            print(f"  {source['file']} (sha256 {source['sha256'][:12]}): {source['rows']} rows, {source['transitions']} "
+                  f"transitions, {source['dropped_transitions']} dropped (cut episodes' last rows)")
+            continue
         name = source.get("dataset") or source.get("policy") or f"replay of {source.get('run')} up to step {source.get('medium_step')}"
         first, stop = source["episodes"]
         print(f"  {name:40s} {source['proportion']:7.1%} {source['transitions']:>9} transitions  episodes {first}..{stop - 1}")

@@ -82,6 +82,8 @@ def test_an_imported_dataset_trains_without_an_environment_and_evaluates_with_on
     assert json.loads(capsys.readouterr().out)["size"] == 598
     assert main(["data", "list"]) == 0
     assert re.search(r"test/import-train-v0 +598 steps +3 episodes  \[import of raw.npz\]", capsys.readouterr().out)
+    assert main(["data", "info", "test/import-train-v0", "--text"]) == 0
+    assert re.search(r"raw.npz \(sha256 [0-9a-f]{12}\): 600 rows, 598 transitions, 2 dropped", capsys.readouterr().out)
     overrides = [o for o in tiny_overrides if not o.startswith(("dataset.id", "eval."))]
     run = tmp_path / "run"
     assert main(["train", str(RECIPES / "td3bc.yaml"), "dataset.id=test/import-train-v0", *overrides, "eval.episodes=0",
