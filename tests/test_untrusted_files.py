@@ -224,3 +224,24 @@ def test_the_staging_folder_of_a_killed_build_goes_with_the_next_build(tmp_path,
         left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".advrl-") and not p.name.endswith(".lock"))
         assert left == [".advrl-build-running", ".advrl-build-running" + STAGING_LOCK]
     assert os.path.isdir(tmp_path / ID)
+
+
+@pytest.mark.parametrize("form", ["object array in an npz", "bare pickle named .npz"])
+def test_crafted_arrays_for_data_import_are_refused_and_never_run(tmp_path, monkeypatch, capsys, form):
+    """`advrl data import` reads numbers only: numpy would unpickle an object array, or a pickle
+    given as an .npz, and so run the payload; advrl refuses both with one line."""
+    from advrl.data.importer import import_arrays
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "store"))
+    marker, path = tmp_path / "ran", tmp_path / "data.npz"
+    payload = np.empty(4, dtype=object)
+    payload[:] = [Payload(marker)] * 4
+    if form == "bare pickle named .npz":
+        path.write_bytes(pickle.dumps({"observations": payload}))
+    else:
+        np.savez(path, observations=payload, actions=np.zeros((4, 3)), rewards=np.zeros(4), terminals=np.zeros(4, bool))
+    with pytest.raises(DatasetError, match="not a numeric array|does not unpickle"):
+        import_arrays(path, "test/crafted-v0")
+    assert main(["data", "import", str(path), "--id", "test/crafted-v0"]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not marker.exists() and not (tmp_path / "store" / "test").exists()
