@@ -256,6 +256,30 @@ def written_facts(root: str, dataset_id: str) -> dict:
         }
 
 
+def check_new_id(new_id: str, example: str) -> None:
+    """A dataset id minari accepts (namespace/name-v0), else one line with an ``example``."""
+    from minari.dataset.minari_dataset import parse_dataset_id
+
+    from advrl.data.dataset import DatasetError
+
+    try:
+        parse_dataset_id(new_id)
+    except (ValueError, TypeError):  # minari raises TypeError for an id without a version ("x")
+        raise DatasetError(
+            f"Dataset id {new_id!r} is malformed: use namespace/name-v0 (a namespace of two or more characters), "
+            f"e.g. {example}."
+        ) from None
+
+
+def refuse_existing(dataset_id: str) -> None:
+    """A new dataset never replaces one in the store."""
+    from advrl.data.dataset import DatasetError
+
+    path = dataset_path(dataset_id)
+    if os.path.exists(path):
+        raise DatasetError(f"Dataset {dataset_id!r} already exists at {path}; delete that folder or choose another id.")
+
+
 def sha256_file(path) -> str:
     """The SHA-256 of a file, read in 1 MiB blocks (records name their source files by it)."""
     digest = hashlib.sha256()

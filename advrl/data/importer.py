@@ -179,12 +179,11 @@ def import_arrays(
     normalised score default to D4RL's for the environments advrl builds datasets of.
     """
     from advrl.data import catalog
-    from advrl.data.collect import dataset_path, sha256_file, write_minari_dataset
+    from advrl.data.collect import check_new_id, refuse_existing, sha256_file, write_minari_dataset
 
     started = time.perf_counter()
-    _check_new_id(new_id)
-    if os.path.exists(dataset_path(new_id)):
-        raise DatasetError(f"Dataset {new_id!r} already exists at {dataset_path(new_id)}; delete that folder or choose another id.")
+    check_new_id(new_id, "mylab/robot-pick-v0")
+    refuse_existing(new_id)
     arrays = read_arrays(path)
     spaces, env_spec, bound, refs = _environment(env, max_action, arrays)
     arrays = checked_arrays(arrays, bound, str(path))
@@ -211,18 +210,6 @@ def import_arrays(
         warnings.filterwarnings("ignore", message=".*(eval_env. is set to None|env_spec is None)", category=UserWarning)
         return write_minari_dataset(new_id, episodes, env_spec, ref_min, ref_max, description, algorithm_name="advrl import",
                                     record=record, started=started, spaces=spaces)
-
-
-def _check_new_id(new_id: str) -> None:
-    from minari.dataset.minari_dataset import parse_dataset_id
-
-    try:
-        parse_dataset_id(new_id)
-    except (ValueError, TypeError):  # minari: TypeError for an id without a version
-        raise DatasetError(
-            f"Dataset id {new_id!r} is malformed: use namespace/name-v0 (a namespace of two or more characters), "
-            "e.g. mylab/robot-pick-v0."
-        ) from None
 
 
 def _environment(env: str | None, max_action: float | None, arrays: dict[str, np.ndarray]):

@@ -9,7 +9,6 @@ records which episode range came from which source (and the sources' own records
 from __future__ import annotations
 
 import math
-import os
 import shlex
 import time
 from fractions import Fraction
@@ -128,17 +127,11 @@ def mix(
 def _checked_request(sources, new_id: str, size, seed) -> tuple[list[str], list[float]]:
     """Source names and shares, once the id, seed, size and sources are known to be usable."""
     import minari
-    from minari.dataset.minari_dataset import parse_dataset_id
 
     from advrl.data import catalog
-    from advrl.data.collect import dataset_path
+    from advrl.data.collect import check_new_id, refuse_existing
 
-    try:
-        parse_dataset_id(new_id)
-    except (ValueError, TypeError):  # minari raises TypeError for an id without a version ("x")
-        raise DatasetError(
-            f"New dataset id {new_id!r} is malformed: use namespace/name-v0, e.g. advrl/hopper/my-mix-v0."
-        ) from None
+    check_new_id(new_id, "advrl/hopper/my-mix-v0")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DatasetError(f"The seed must be a non-negative integer, got {seed!r}.")
     if size is not None and (not isinstance(size, (int, np.integer)) or size < 1):
@@ -157,9 +150,7 @@ def _checked_request(sources, new_id: str, size, seed) -> tuple[list[str], list[
         if catalog.is_buildable(name):
             raise DatasetError(f"Mix source {name!r} is not built yet: build it first with `advrl data make {name}`.")
         raise catalog.unknown_id_error(name, sorted(local), what="No local dataset")
-    path = dataset_path(new_id)
-    if os.path.exists(path):
-        raise DatasetError(f"Dataset {new_id!r} already exists at {path}; delete that folder or choose another id.")
+    refuse_existing(new_id)
     return names, shares
 
 
